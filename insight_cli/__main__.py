@@ -1,0 +1,3 @@
+from insight_cli.cli import main
+
+main()

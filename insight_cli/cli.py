@@ -1,0 +1,204 @@
+"""The `insight` command line: a thin skin that parses options into a config and calls one
+stage function. No training logic lives here."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from insight_cli import __version__
+from insight_cli.errors import InsightError, UsageError
+from insight_cli.runtime import Device
+
+app = typer.Typer(
+    name="insight",
+    help="Neuro-symbolic visual RL with language explanations (INSIGHT): learn where the objects "
+    "are, learn a policy that is a short equation over their coordinates, and explain it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+# Options every pipeline verb takes.
+DeviceOption = Annotated[
+    Device, typer.Option(help="Where tensors live: auto picks CUDA when a GPU is visible, else CPU.")
+]
+SeedOption = Annotated[int, typer.Option(help="Seed for environments, sampling and initialisation.")]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show full tracebacks instead of one-line errors.")
+]
+GameOption = Annotated[str, typer.Option(help="Game: a name from `insight games` (any ALE game works).")]
+
+
+def verb(function):
+    """Turn errors into one line with a hint (exit 1; usage errors exit 2), unless --verbose."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        verbose = kwargs.get("verbose", False)
+        try:
+            return function(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]")
+            raise typer.Exit(130)
+        except InsightError as error:
+            if verbose:
+                raise
+            err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+            raise typer.Exit(2 if isinstance(error, UsageError) else 1)
+        except Exception as error:
+            if verbose:
+                raise
+            err_console.print(
+                f"[bold red]error:[/] {type(error).__name__}: {error} (a bug? rerun with --verbose for the traceback)",
+                highlight=False,
+            )
+            raise typer.Exit(1)
+
+    return wrapper
+
+
+def _version(show: bool) -> None:
+    if show:
+        console.print(f"insight {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = None,
+) -> None:
+    pass
+
+
+@app.command()
+@verb
+def games(
+    game: Annotated[Optional[str], typer.Argument(help="Show one game in detail: task, actions, objects.")] = None,
+    all_games: Annotated[bool, typer.Option("--all", help="List every ALE game, not only the catalogued ones.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """List the supported games with their actions, or describe one game."""
+    from insight_cli.games import PAPER_GAMES, get_game, known_game_names
+
+    if game is not None:
+        _describe_game(get_game(game))
+        return
+    table = Table(title="insight games", show_lines=False)
+    table.add_column("game", style="bold")
+    table.add_column("kind")
+    table.add_column("actions")
+    table.add_column("named objects")
+    catalogued = [get_game("Catch"), *PAPER_GAMES]
+    names = known_game_names() if all_games else [spec.name for spec in catalogued]
+    for name in names:
+        spec = get_game(name)
+        kind = "built-in" if spec.builtin else ("paper" if spec.paper else "ALE")
+        table.add_row(spec.name, kind, " ".join(spec.action_names), ", ".join(o.name for o in spec.objects) or "-")
+    console.print(table)
+    if not all_games:
+        console.print(
+            f"...and {len(known_game_names()) - len(names)} more ALE games: `insight games --all`, "
+            "`insight games <name>` for details."
+        )
+
+
+class SegmentBackend(str, Enum):
+    classic = "classic"
+    fastsam = "fastsam"
+    sam = "sam"
+
+
+@app.command()
+@verb
+def segment(
+    game: GameOption = "Pong",
+    frames: Annotated[int, typer.Option(min=1, help="Frames to collect (or to read from --input at most).")] = 10_000,
+    backend: Annotated[
+        SegmentBackend,
+        typer.Option(help="classic: colour background model, no weights; fastsam: FastSAM (ultralytics); sam: Segment Anything."),
+    ] = SegmentBackend.classic,
+    checkpoint: Annotated[
+        Optional[Path], typer.Option(help="Weights for fastsam (FastSAM-s.pt / FastSAM-x.pt) or sam (sam_vit_*.pth).")
+    ] = None,
+    input: Annotated[
+        Optional[Path], typer.Option("--input", help="Segment a recording (video file or folder of PNG frames) instead of playing.")
+    ] = None,
+    names: Annotated[
+        Optional[Path], typer.Option(help='TOML file renaming objects, e.g. obj7 = "bullet".')
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Dataset directory (default: data/<Game>/dataset).")] = None,
+    device: DeviceOption = Device.auto,
+    seed: SeedOption = 0,
+    verbose: VerboseOption = False,
+) -> None:
+    """Play the game with a seeded random policy (or read a recording), find and track the
+    objects, and write the frame-symbol dataset: frames.parquet, objects.parquet, dataset.json
+    and a preview (mp4 + PNG contact sheet)."""
+    from insight_cli.segment.stage import SegmentConfig, run
+
+    result = run(
+        SegmentConfig(
+            game=game, frames=frames, backend=backend.value, checkpoint=checkpoint, input=input,
+            names=names, out=out, seed=seed, device=device.value,
+        )
+    )
+    table = Table(title=f"objects found ({len(result.tracks)} tracks)")
+    for column in ("id", "name", "frames seen"):
+        table.add_column(column, justify="right" if column != "name" else "left")
+    ranked = sorted(result.tracks, key=lambda track: -track["frames_seen"])
+    for track in ranked[:SUMMARY_ROWS]:
+        table.add_row(str(track["track_id"]), track["name"], f"{100 * track['seen_fraction']:.1f}%")
+    console.print(table)
+    if len(ranked) > SUMMARY_ROWS:
+        console.print(f"...and {len(ranked) - SUMMARY_ROWS} rarer tracks (all in dataset.json)")
+    console.print(
+        f"[green]wrote[/] {result.dataset}: {result.frames} frames in {result.episodes} episodes "
+        f"(train {result.train_frames}, test {result.test_frames}) at {result.frames_per_second:,.0f} frames/s; "
+        f"preview: {result.preview[1]}"
+    )
+
+
+SUMMARY_ROWS = 20
+
+
+def _describe_game(spec) -> None:
+    console.print(f"[bold]{spec.name}[/]" + (f"  (ALE: {spec.ale_id})" if spec.ale_id else "  (built-in)"))
+    console.print(spec.task)
+    actions = Table(title="actions")
+    actions.add_column("#", justify="right")
+    actions.add_column("action")
+    actions.add_column("effect")
+    for index, (meaning, effect) in enumerate(spec.actions.items()):
+        actions.add_row(str(index), meaning, effect)
+    console.print(actions)
+    if spec.objects:
+        objects = Table(title="objects")
+        for column in ("name", "description", "colour (RGB)", "region x0,y0,x1,y1", "max"):
+            objects.add_column(column)
+        for obj in spec.objects:
+            colours = " ".join("#{:02x}{:02x}{:02x}".format(*colour) for colour in obj.colors)
+            region = ",".join(f"{edge:.2f}" for edge in obj.region)
+            objects.add_row(obj.name, obj.description, colours, region, str(obj.max_count))
+        console.print(objects)
+
+
+def main() -> None:
+    app(prog_name="insight")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

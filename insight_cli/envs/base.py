@@ -1,0 +1,50 @@
+"""What every environment in insight returns, whatever runs the game."""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+import numpy as np
+
+
+class StepResult(NamedTuple):
+    obs: np.ndarray  # (N, 4, 84, 84) uint8; for a finished env, the next episode's first obs
+    reward: np.ndarray  # (N,) float32
+    terminated: np.ndarray  # (N,) bool
+    truncated: np.ndarray  # (N,) bool
+
+
+class Frame(NamedTuple):
+    rgb: np.ndarray  # (H, W, 3) uint8, the full-resolution screen (210x160 on Atari)
+    stack: np.ndarray  # (4, 84, 84) uint8, exactly what the training env observes here
+
+
+class VectorEnv(Protocol):
+    """N copies of a game, reset automatically in the step that ends an episode."""
+
+    num_envs: int
+    seed: int
+    action_meanings: list[str]
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Reset all envs, env i seeded with seed + i (default: the seed the env was made
+        with); returns (N, 4, 84, 84) uint8."""
+
+    def step(self, actions: np.ndarray) -> StepResult: ...
+
+    def close(self) -> None: ...
+
+
+class FrameSource(Protocol):
+    """One game stepped one action at a time, for dataset collection."""
+
+    seed: int
+    action_meanings: list[str]
+
+    def reset(self, seed: int | None = None) -> Frame: ...
+
+    def step(self, action: int) -> tuple[Frame, float, bool]:
+        """Returns the next frame, the reward and whether the episode ended; when it ended,
+        the frame is the first of the next episode."""
+
+    def close(self) -> None: ...

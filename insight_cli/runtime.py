@@ -1,0 +1,36 @@
+"""Run-time choices every verb shares: which device, which seed."""
+
+from __future__ import annotations
+
+import random
+from enum import Enum
+
+import numpy as np
+
+from insight_cli.errors import InsightError
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def resolve_device(device: Device | str) -> "torch.device":
+    """'auto' -> CUDA when available, else CPU; 'cuda' without a GPU is an error."""
+    import torch
+
+    device = Device(device)
+    if device is Device.cuda and not torch.cuda.is_available():
+        raise InsightError("--device cuda was asked for but no CUDA GPU is visible", hint="use --device cpu or auto")
+    if device is Device.auto:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device.value)
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

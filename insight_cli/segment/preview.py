@@ -1,0 +1,47 @@
+"""Pictures of a segmentation: frames with boxes, ids and names drawn, as an mp4 and a PNG
+contact sheet, so a person can check the objects at a glance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SCALE = 3  # Atari frames are tiny; draw on an upscaled copy so labels are legible
+
+
+def _track_color(track_id: int) -> tuple[int, int, int]:
+    hue = (track_id * 47) % 180
+    bgr = cv2.cvtColor(np.uint8([[[hue, 220, 255]]]), cv2.COLOR_HSV2BGR)[0, 0]
+    return tuple(int(c) for c in bgr[::-1])
+
+
+def annotate(rgb: np.ndarray, boxes: np.ndarray, track_ids, names) -> np.ndarray:
+    """(H, W, 3) frame -> (3H, 3W, 3) frame with each object's box and `id:name`."""
+    canvas = cv2.resize(rgb, (rgb.shape[1] * SCALE, rgb.shape[0] * SCALE), interpolation=cv2.INTER_NEAREST)
+    for (x0, y0, x1, y1), track_id, name in zip(boxes, track_ids, names):
+        color = _track_color(int(track_id))
+        top_left, bottom_right = (int(x0) * SCALE - 1, int(y0) * SCALE - 1), (int(x1) * SCALE, int(y1) * SCALE)
+        cv2.rectangle(canvas, top_left, bottom_right, color, 1)
+        label_y = top_left[1] - 3 if top_left[1] > 12 else bottom_right[1] + 10
+        cv2.putText(canvas, f"{track_id}:{name}", (top_left[0], label_y), cv2.FONT_HERSHEY_PLAIN, 0.8, color, 1)
+    return canvas
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: int = 15) -> None:
+    import imageio.v3 as iio
+
+    even = [frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2] for frame in frames]
+    iio.imwrite(path, np.stack(even), fps=fps, codec="libx264", macro_block_size=1)
+
+
+def write_contact_sheet(path: Path, frames: list[np.ndarray], columns: int = 4) -> None:
+    """Frames laid out in a grid, row by row, as one PNG."""
+    rows = -(-len(frames) // columns)
+    height, width = frames[0].shape[:2]
+    sheet = np.zeros((rows * height, columns * width, 3), dtype=np.uint8)
+    for index, frame in enumerate(frames):
+        row, column = divmod(index, columns)
+        sheet[row * height : (row + 1) * height, column * width : (column + 1) * width] = frame
+    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))

@@ -1,0 +1,97 @@
+"""Where segment gets its frames: a game played by a seeded random policy, or a recording
+(a video file or a folder of PNG frames) made elsewhere."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from insight_cli.envs import make_frame_source
+from insight_cli.envs.preprocessing import FRAME_SIZE
+from insight_cli.errors import InsightError
+from insight_cli.games import GameSpec
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif"}
+
+
+class SourceFrame(NamedTuple):
+    episode: int
+    step: int
+    rgb: np.ndarray  # (H, W, 3) uint8
+    gray: np.ndarray  # (84, 84) uint8, newest frame of the training view
+    action: int  # action taken on this frame, -1 when unknown
+    reward: float  # reward received on reaching this frame
+
+
+def play(game: GameSpec, frames: int, seed: int) -> Iterator[SourceFrame]:
+    """`frames` consecutive frames of the game under a uniformly random policy; the training
+    view comes from the same preprocessing as `insight train`'s environments."""
+    source = make_frame_source(game, seed=seed, mode="train")
+    rng = np.random.default_rng(seed)
+    frame, reward, episode, step = source.reset(), 0.0, 0, 0
+    try:
+        for _ in range(frames):
+            action = int(rng.integers(len(source.action_meanings)))
+            yield SourceFrame(episode, step, frame.rgb, frame.stack[-1], action, reward)
+            frame, reward, done = source.step(action)
+            episode, step = (episode + 1, 0) if done else (episode, step + 1)
+            if done:
+                reward = 0.0  # the reward belonged to the episode that just ended
+    finally:
+        source.close()
+
+
+def gray_view(rgb: np.ndarray) -> np.ndarray:
+    """A recording's frame as an 84x84 grayscale view (luma, area resampling)."""
+    return cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (FRAME_SIZE, FRAME_SIZE), interpolation=cv2.INTER_AREA)
+
+
+def read_recording(path: Path, frames: int) -> Iterator[SourceFrame]:
+    """Up to `frames` frames of a video file or a folder of PNGs (sorted by name), as one episode."""
+    images = _png_frames(path) if path.is_dir() else _video_frames(path)
+    for step, rgb in enumerate(images):
+        if step >= frames:
+            break
+        yield SourceFrame(0, step, rgb, gray_view(rgb), -1, 0.0)
+
+
+def check_recording(path: Path) -> None:
+    """Fail early, with one line, on a recording that cannot be read."""
+    if not path.exists():
+        raise InsightError(f"--input {path} does not exist")
+    if path.is_dir():
+        if not any(path.glob("*.png")):
+            raise InsightError(f"--input folder {path} has no .png frames")
+    elif path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise InsightError(
+            f"--input {path} is neither a folder of PNG frames nor a video",
+            hint=f"videos: {', '.join(sorted(VIDEO_SUFFIXES))}",
+        )
+    else:
+        if next(iter(read_recording(path, 1)), None) is None:
+            raise InsightError(f"--input video {path} has no frames")
+
+
+def _png_frames(folder: Path) -> Iterator[np.ndarray]:
+    for file in sorted(folder.glob("*.png")):
+        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if image is None:
+            raise InsightError(f"cannot read {file} as an image")
+        yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _video_frames(path: Path) -> Iterator[np.ndarray]:
+    import imageio.v3 as iio
+
+    try:
+        for image in iio.imiter(path):
+            yield np.ascontiguousarray(image[..., :3])
+    except (OSError, RuntimeError, ValueError) as error:
+        raise InsightError(f"cannot read video {path}: {str(error).splitlines()[0]}") from None
+
+
+__all__ = ["SourceFrame", "check_recording", "play", "read_recording"]

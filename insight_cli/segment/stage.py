@@ -1,0 +1,140 @@
+"""`insight segment`: game frames -> the frame-symbol dataset (DESIGN §2)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from insight_cli.dataset import DatasetWriter
+from insight_cli.errors import UsageError
+from insight_cli.games import GameSpec, get_game
+from insight_cli.progress import progress_bar
+from insight_cli.segment.naming import load_name_overrides
+from insight_cli.segment.preview import annotate, write_contact_sheet, write_video
+from insight_cli.segment.sources import check_recording, play, read_recording
+from insight_cli.segment.tracking import Tracker
+
+BACKENDS = ("classic", "fastsam", "sam")
+PREVIEW_VIDEO_FRAMES = 300
+CONTACT_SHEET_FRAMES = 16
+PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # frames are flat-coloured: level 1 is small and quick
+
+
+@dataclass
+class SegmentConfig:
+    game: str = "Pong"
+    frames: int = 10_000
+    backend: str = "classic"
+    checkpoint: Path | None = None  # foundation-model weights (fastsam, sam)
+    input: Path | None = None  # a recording to segment instead of playing
+    names: Path | None = None  # TOML file of name overrides
+    out: Path | None = None  # default: data/<Game>/dataset
+    seed: int = 0
+    device: str = "auto"
+    background_frames: int = 256  # frames the classic backend's background model is fitted on
+
+
+@dataclass
+class SegmentResult:
+    dataset: Path
+    frames: int
+    episodes: int
+    train_frames: int
+    test_frames: int
+    tracks: list[dict]
+    seconds: float
+    preview: list[Path]
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / max(self.seconds, 1e-9)
+
+
+def default_dataset_path(game: str) -> Path:
+    return Path("data") / get_game(game).name / "dataset"
+
+
+def make_segmenter(config: SegmentConfig, game: GameSpec, sample_frames: np.ndarray):
+    """The backend as a callable (H, W, 3) uint8 -> Detections."""
+    if config.backend == "classic":
+        from insight_cli.segment.classic import ClassicSegmenter
+
+        return ClassicSegmenter(game).fit(sample_frames)
+    from insight_cli.runtime import resolve_device
+    from insight_cli.segment import foundation
+
+    device = resolve_device(config.device)
+    if config.backend == "fastsam":
+        return foundation.FastSamSegmenter(config.checkpoint, device)
+    return foundation.SamSegmenter(config.checkpoint, device)
+
+
+def run(config: SegmentConfig) -> SegmentResult:
+    if config.frames < 1:
+        raise UsageError(f"--frames must be at least 1, got {config.frames}")
+    if config.backend not in BACKENDS:
+        raise UsageError(f"unknown backend {config.backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
+    game = get_game(config.game)
+    overrides = load_name_overrides(config.names)
+    out = Path(config.out) if config.out else default_dataset_path(game.name)
+    if config.input is not None:
+        check_recording(Path(config.input))
+        frames = read_recording(Path(config.input), config.frames)
+        source = str(config.input)
+    else:
+        frames = play(game, config.frames, config.seed)
+        source = "random policy"
+    # The classic backend's background model is fitted on the first frames, which are then
+    # segmented like the rest.
+    head = list(itertools.islice(frames, min(config.background_frames, config.frames)))
+    segmenter = make_segmenter(config, game, np.stack([frame.rgb for frame in head]) if head else None)
+    tracker = Tracker(game, overrides=overrides)
+    meta = {
+        "game": game.name,
+        "backend": config.backend,
+        "seed": config.seed,
+        "source": source,
+        "frame_shape": list(head[0].rgb.shape) if head else None,
+        "action_meanings": game.action_names,
+        "config": asdict(config),
+    }
+    contact_every = max(1, config.frames // CONTACT_SHEET_FRAMES)
+    video, sheet = [], []
+    start = time.perf_counter()
+    with DatasetWriter(out, meta) as writer, progress_bar("frames") as progress:
+        task = progress.add_task(f"segment {game.name}", total=config.frames)
+        for frame in itertools.chain(head, frames):
+            detections = segmenter(frame.rgb)
+            track_ids, names = tracker.update(detections, frame.rgb.shape)
+            png = cv2.imencode(".png", cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR), PNG_FAST)[1].tobytes()
+            frame_id = writer.add_frame(frame.episode, frame.step, png, frame.gray, frame.action, frame.reward)
+            writer.add_objects(frame_id, track_ids, names, detections.boxes, detections.areas, detections.colors, frame.rgb.shape)
+            if frame_id < PREVIEW_VIDEO_FRAMES or frame_id % contact_every == 0:
+                annotated = annotate(frame.rgb, detections.boxes, track_ids, names)
+                if frame_id < PREVIEW_VIDEO_FRAMES:
+                    video.append(annotated)
+                if frame_id % contact_every == 0 and len(sheet) < CONTACT_SHEET_FRAMES:
+                    sheet.append(annotated)
+            progress.advance(task)
+        seconds = time.perf_counter() - start
+        writer.meta["run"] = {"seconds": round(seconds, 3), "frames_per_second": round(writer.num_frames / seconds, 1)}
+        if video:
+            write_video(writer.staging / "preview.mp4", video)
+            write_contact_sheet(writer.staging / "preview.png", sheet)
+        dataset = writer.finish(tracker.catalogue(writer.num_frames))
+    counts = dataset.meta["counts"]
+    return SegmentResult(
+        dataset=out,
+        frames=counts["frames"],
+        episodes=counts["episodes"],
+        train_frames=counts["train_frames"],
+        test_frames=counts["test_frames"],
+        tracks=dataset.meta["objects"],
+        seconds=seconds,
+        preview=[out / "preview.mp4", out / "preview.png"],
+    )
