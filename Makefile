@@ -16,15 +16,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The stages that exist so far, on Pong, on the CPU, with small budgets.
 demo: install
 	$(BIN)/insight games
-	$(BIN)/insight games Pong
+	$(BIN)/insight segment --game Pong --frames 2000 --device cpu
 
 test: install
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: install
 	$(BIN)/python benchmarks/env_throughput.py
+	$(BIN)/python benchmarks/segment_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -23,21 +23,23 @@ EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 def pack_colors(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 -> (...) int32 colour keys 0xRRGGBB."""
-    rgb = rgb.astype(np.int32)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    """(..., 3) uint8 -> (...) uint32 colour keys, one per RGB colour (R | G << 8 | B << 16)."""
+    padded = np.zeros(rgb.shape[:-1] + (4,), dtype=np.uint8)
+    padded[..., :3] = rgb
+    return padded.view("<u4")[..., 0]
 
 
 def unpack_color(key: int) -> tuple[int, int, int]:
-    return (key >> 16) & 255, (key >> 8) & 255, key & 255
+    return key & 255, (key >> 8) & 255, (key >> 16) & 255
 
 
 def background_model(frames: np.ndarray) -> np.ndarray:
-    """Most frequent colour key per pixel over frames (T, H, W, 3) -> (H, W) int32."""
+    """Most frequent colour key per pixel over frames (T, H, W, 3) -> (H, W) uint32."""
     keys = pack_colors(frames).reshape(len(frames), -1)  # (T, H*W)
-    palette, inverse = np.unique(keys, return_inverse=True)  # Atari screens use few colours
+    palette = np.unique(np.concatenate([np.unique(frame_keys) for frame_keys in keys]))  # Atari uses few colours
+    inverse = np.searchsorted(palette, keys)
     pixels = keys.shape[1]
-    votes = np.bincount((inverse.reshape(keys.shape) * pixels + np.arange(pixels)).ravel(), minlength=len(palette) * pixels)
+    votes = np.bincount((inverse * pixels + np.arange(pixels)).ravel(), minlength=len(palette) * pixels)
     return palette[votes.reshape(len(palette), pixels).argmax(axis=0)].reshape(frames.shape[1:3])
 
 
@@ -53,7 +55,7 @@ class ClassicSegmenter:
         self.max_area_fraction = max_area_fraction
         self.min_area = min_area
         self._background: np.ndarray | None = None
-        self._background_colors = np.array([pack_colors(np.array(c, np.uint8)) for c in game.background], np.int32)
+        self._background_colors = [int(pack_colors(np.array(color, np.uint8))) for color in game.background]
         self._object_colors: list[tuple[int, np.ndarray]] = []  # (colour key, region mask)
 
     def fit(self, frames: np.ndarray) -> ClassicSegmenter:
@@ -61,7 +63,7 @@ class ClassicSegmenter:
         self._background = background_model(frames)
         # The most common colour on screen is background even in games without a catalogue.
         colors, counts = np.unique(self._background, return_counts=True)
-        self._background_colors = np.union1d(self._background_colors, colors[counts.argmax()])
+        self._background_colors = sorted(set(self._background_colors) | {int(colors[counts.argmax()])})
         regions: dict[int, np.ndarray] = {}
         rows, cols = np.mgrid[0:height, 0:width]
         for obj in self.game.objects:
@@ -78,31 +80,29 @@ class ClassicSegmenter:
             raise RuntimeError("ClassicSegmenter.fit must be called before segmenting")
         keys = pack_colors(rgb)
         moving = keys != self._background
-        background_colored = np.isin(keys, self._background_colors)
+        background_colored = np.zeros_like(moving)
+        for key in self._background_colors:
+            background_colored |= keys == key
         catalogued = np.zeros_like(moving)
         for key, region in self._object_colors:
             catalogued |= (keys == key) & region
         # A wall that shares the ball's colour is static and a background colour: never an object.
         candidate = (moving & ~background_colored) | (catalogued & (moving | ~background_colored))
-        if not candidate.any():
+        rows, cols = np.nonzero(candidate)
+        if len(rows) == 0:
             return Detections.empty()
-        height, width = keys.shape
-        max_area = self.max_area_fraction * height * width
+        pixel_keys = keys[rows, cols]
+        order = np.argsort(pixel_keys, kind="stable")
+        rows, cols, pixel_keys, pixel_moving = rows[order], cols[order], pixel_keys[order], moving[rows, cols][order]
+        starts = np.flatnonzero(np.diff(pixel_keys)) + 1
+        max_area = self.max_area_fraction * keys.size
         boxes, areas, colors = [], [], []
-        for key in np.unique(keys[candidate]):
-            mask = candidate & (keys == key)
-            labels, count = ndimage.label(ndimage.binary_dilation(mask, EIGHT_CONNECTED), structure=EIGHT_CONNECTED)
-            labels[~mask] = 0
-            sizes = np.bincount(labels.ravel(), minlength=count + 1)
-            moving_sizes = np.bincount(labels[moving], minlength=count + 1)
-            color = unpack_color(int(key))
-            for index, slices in enumerate(ndimage.find_objects(labels), start=1):
-                area = sizes[index]
-                if slices is None or area < self.min_area or area > max_area:
+        for group in np.split(np.arange(len(rows)), starts):
+            color = unpack_color(int(pixel_keys[group[0]]))
+            for box, area, any_moving in _components(rows[group], cols[group], pixel_moving[group]):
+                if area < self.min_area or area > max_area:
                     continue
-                rows, cols = slices
-                box = (cols.start, rows.start, cols.stop, rows.stop)
-                if moving_sizes[index] == 0 and match_object(self.game, box, color, (height, width)) is None:
+                if not any_moving and match_object(self.game, box, color, keys.shape) is None:
                     continue
                 boxes.append(box)
                 areas.append(area)
@@ -110,3 +110,26 @@ class ClassicSegmenter:
         if not boxes:
             return Detections.empty()
         return Detections(np.array(boxes, np.int32), np.array(areas, np.int32), np.array(colors, np.uint8))
+
+
+def _components(rows: np.ndarray, cols: np.ndarray, moving: np.ndarray):
+    """Objects among one colour's pixels: pixels at most one pixel apart belong together.
+
+    Works on the pixels' bounding crop, not the whole frame. Yields (box, area, any pixel moving)
+    with box x0, y0, x1, y1 in frame pixels.
+    """
+    top, left = rows.min() - 1, cols.min() - 1
+    local_rows, local_cols = rows - top, cols - left
+    mask = np.zeros((local_rows.max() + 2, local_cols.max() + 2), dtype=bool)
+    mask[local_rows, local_cols] = True
+    labels, count = ndimage.label(ndimage.binary_dilation(mask, EIGHT_CONNECTED), structure=EIGHT_CONNECTED)
+    labels[~mask] = 0
+    pixel_labels = labels[local_rows, local_cols]
+    areas = np.bincount(pixel_labels, minlength=count + 1)
+    moving_counts = np.bincount(pixel_labels, weights=moving, minlength=count + 1)
+    for label, slices in enumerate(ndimage.find_objects(labels), start=1):
+        if slices is None:
+            continue
+        row_slice, col_slice = slices
+        box = (col_slice.start + left, row_slice.start + top, col_slice.stop + left, row_slice.stop + top)
+        yield box, int(areas[label]), bool(moving_counts[label] > 0)
