@@ -11,9 +11,9 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	echo '$(TORCH)' > $(VENV)/constraints.txt
 	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --constraint $(VENV)/constraints.txt -e '.[test]'
 	touch $@
 
 # The stages that exist so far, on Pong, on the CPU, with small budgets.
