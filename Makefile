@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/insight games
 	$(BIN)/insight segment --game Pong --frames 2000 --device cpu
+	$(BIN)/insight pretrain --game Pong --epochs 3 --device cpu
 
 test: install
 	$(BIN)/python -m pytest -n 2 -q
@@ -27,6 +28,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/env_throughput.py
 	$(BIN)/python benchmarks/segment_throughput.py
+	$(BIN)/python benchmarks/pretrain_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -55,7 +55,7 @@ def verb(function):
         except InsightError as error:
             if verbose:
                 raise
-            err_console.print(f"[bold red]error:[/] {error}", highlight=False)
+            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(2 if isinstance(error, UsageError) else 1)
         except Exception as error:
             if verbose:
@@ -63,6 +63,7 @@ def verb(function):
             err_console.print(
                 f"[bold red]error:[/] {type(error).__name__}: {error} (a bug? rerun with --verbose for the traceback)",
                 highlight=False,
+                soft_wrap=True,
             )
             raise typer.Exit(1)
 
@@ -168,11 +169,49 @@ def segment(
     console.print(
         f"[green]wrote[/] {result.dataset}: {result.frames} frames in {result.episodes} episodes "
         f"(train {result.train_frames}, test {result.test_frames}) at {result.frames_per_second:,.0f} frames/s; "
-        f"preview: {result.preview[1]}"
+        f"preview: {result.preview[1]}",
+        soft_wrap=True,
     )
 
 
 SUMMARY_ROWS = 20
+
+
+@app.command()
+@verb
+def pretrain(
+    game: GameOption = "Pong",
+    dataset: Annotated[Optional[Path], typer.Option(help="Dataset from `insight segment` (default: data/<Game>/dataset).")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the train split.")] = 30,
+    batch_size: Annotated[int, typer.Option(min=1, help="Stacks per gradient step.")] = 32,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (paper: 3e-4).")] = 3e-4,
+    n_objects: Annotated[
+        str, typer.Option(help="Object slots K: auto = one per dataset track (at most 256), or a number >= the tracks.")
+    ] = "auto",
+    out: Annotated[Optional[Path], typer.Option(help="Checkpoint to write (default: data/<Game>/perception.ckpt).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run saved next to --out.")] = False,
+    device: DeviceOption = Device.auto,
+    seed: SeedOption = 0,
+    verbose: VerboseOption = False,
+) -> None:
+    """Distil the dataset's objects into the perception CNN: from 4 stacked 84x84 frames it
+    predicts which objects exist, where they are and how big. Keeps the checkpoint that is best
+    on the test split; writes metrics and a preview next to it."""
+    from insight_cli.pretrain.stage import PretrainConfig, run
+
+    result = run(
+        PretrainConfig(
+            game=game, dataset=dataset, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
+            n_objects=n_objects, resume=resume, device=device.value, seed=seed,
+        )
+    )
+    best = result.metrics
+    console.print(
+        f"[green]wrote[/] {result.checkpoint} (best epoch {result.best_epoch}): test coordinate MAE "
+        f"{best['mae_x100']:.2f} x100 ({best['mae_pixels']:.2f} px), existence AP {best['existence_ap']:.3f}, "
+        f"F1 {best['existence_f1']:.3f}; {result.samples_per_second:,.0f} samples/s",
+        soft_wrap=True,
+    )
 
 
 def _describe_game(spec) -> None:

@@ -9,6 +9,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,13 +18,16 @@ from insight_cli.errors import InsightError
 from insight_cli.segment.detections import Detections, detections_from_masks
 from insight_cli.segment.torchvision_compat import ensure_torchvision
 
+if TYPE_CHECKING:
+    from ultralytics.engine.results import Results
+
 FASTSAM_WEIGHTS_HINT = (
-    "download FastSAM-s.pt or FastSAM-x.pt from the Ultralytics assets releases "
-    "(https://github.com/ultralytics/assets/releases) and pass --checkpoint PATH"
+    "download FastSAM-s.pt or FastSAM-x.pt from https://github.com/ultralytics/assets/releases "
+    "and pass --checkpoint PATH"
 )
 SAM_WEIGHTS_HINT = (
-    "download sam_vit_b_01ec64.pth (or the vit_l / vit_h checkpoint) from the segment-anything model checkpoints "
-    "(https://github.com/facebookresearch/segment-anything#model-checkpoints) and pass --checkpoint PATH"
+    "download sam_vit_b_01ec64.pth, or the vit_l / vit_h checkpoint, from "
+    "https://github.com/facebookresearch/segment-anything#model-checkpoints and pass --checkpoint PATH"
 )
 
 # SAM's image-encoder width identifies the architecture: the patch embedding is (width, 3, 16, 16).
@@ -41,7 +45,11 @@ class FastSamSegmenter:
         confidence: float = 0.4,
         iou: float = 0.9,
     ):
-        """checkpoint: a local FastSAM-s.pt / FastSAM-x.pt; image_size: the longer side the frame is resized to."""
+        """checkpoint: a local FastSAM-s.pt / FastSAM-x.pt; image_size: the longer side the frame is resized to.
+
+        confidence: the least object score kept; iou: of two candidates whose boxes overlap by more than this IoU,
+        only the higher-scoring one is kept (FastSAM's own default, 0.9, keeps nested parts apart).
+        """
         checkpoint = _existing_checkpoint(checkpoint, "FastSAM", FASTSAM_WEIGHTS_HINT)
         ensure_torchvision()
         _keep_ultralytics_offline()
@@ -53,12 +61,14 @@ class FastSamSegmenter:
         # ultralytics reports an unusable file through several exception types (TypeError for a damaged or foreign
         # pickle, AssertionError for a wrong suffix, ...); all of them mean "this file is not FastSAM weights".
         except Exception as error:
-            raise _unloadable(checkpoint, "FastSAM", error, FASTSAM_WEIGHTS_HINT) from error
-        if not isinstance(self._model.model, SegmentationModel):
+            raise _unloadable(checkpoint, "FastSAM", FASTSAM_WEIGHTS_HINT) from error
+        if not isinstance(self._model.model, SegmentationModel):  # e.g. a detector, or a non-.pt file
             raise InsightError(
-                f"{checkpoint} holds a {type(self._model.model).__name__}, not a FastSAM segmentation model",
+                f"{checkpoint} is not a FastSAM checkpoint: it holds no ultralytics segmentation model",
                 hint=FASTSAM_WEIGHTS_HINT,
             )
+        # Without saved training arguments ultralytics takes the task to be "detect" and refuses to predict masks.
+        self._model.task = self._model.overrides["task"] = "segment"
         self._predict_options = dict(
             imgsz=image_size,
             conf=confidence,
@@ -110,13 +120,16 @@ class SamSegmenter:
         # torch.load fails in many ways on a bad file (RuntimeError for a broken zip, UnpicklingError for a foreign
         # pickle, EOFError for an empty file, ...); all of them mean "this file is not SAM weights".
         except Exception as error:
-            raise _unloadable(checkpoint, "SAM", error, SAM_WEIGHTS_HINT) from error
+            raise _unloadable(checkpoint, "SAM", SAM_WEIGHTS_HINT) from error
         model_type = _sam_model_type(state_dict, checkpoint)
         model = sam_model_registry[model_type]()
         try:
             model.load_state_dict(state_dict)
         except RuntimeError as error:  # missing / unexpected keys or mismatched shapes
-            raise _unloadable(checkpoint, "SAM", error, SAM_WEIGHTS_HINT) from error
+            raise InsightError(
+                f"{checkpoint} looks like SAM {model_type}, but its weights do not fit that architecture",
+                hint=SAM_WEIGHTS_HINT,
+            ) from error
         self.model_type = model_type
         self._generator = SamAutomaticMaskGenerator(
             model.to(device).eval(),
@@ -146,19 +159,21 @@ def _existing_checkpoint(checkpoint: Path | None, model_name: str, hint: str) ->
     return checkpoint
 
 
-def _unloadable(checkpoint: Path, model_name: str, error: BaseException, hint: str) -> InsightError:
-    """A one-line InsightError for a checkpoint file that exists but cannot be used."""
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-    return InsightError(f"cannot load {model_name} weights from {checkpoint}: {reason}", hint=hint)
+def _unloadable(checkpoint: Path, model_name: str, hint: str) -> InsightError:
+    """A one-line InsightError for a checkpoint file that exists but cannot be read (the cause stays chained)."""
+    return InsightError(
+        f"cannot load {model_name} weights from {checkpoint}: the file is damaged or not a {model_name} checkpoint",
+        hint=hint,
+    )
 
 
 def _sam_model_type(state_dict: object, checkpoint: Path) -> str:
     """'vit_b' / 'vit_l' / 'vit_h' from the image encoder's width in a SAM state dict."""
-    patch_embedding = state_dict.get("image_encoder.patch_embed.proj.weight") if isinstance(state_dict, dict) else None
-    model_type = SAM_MODEL_TYPE_BY_WIDTH.get(patch_embedding.shape[0]) if patch_embedding is not None else None
-    if model_type is None:
+    weight = state_dict.get("image_encoder.patch_embed.proj.weight") if isinstance(state_dict, dict) else None
+    width = weight.shape[0] if isinstance(weight, torch.Tensor) and weight.ndim == 4 else None
+    if width not in SAM_MODEL_TYPE_BY_WIDTH:
         raise InsightError(f"{checkpoint} is not a SAM ViT-B/L/H state dict", hint=SAM_WEIGHTS_HINT)
-    return model_type
+    return SAM_MODEL_TYPE_BY_WIDTH[width]
 
 
 def _keep_ultralytics_offline() -> None:
@@ -177,7 +192,7 @@ def _torch_threads_kept() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _result_masks(result: object, frame_shape: tuple[int, int]) -> np.ndarray:
+def _result_masks(result: Results, frame_shape: tuple[int, int]) -> np.ndarray:
     """(M, H, W) bool instance masks of one ultralytics `Results` (M = 0 when nothing passed the thresholds)."""
     if result.masks is None:
         return np.zeros((0, *frame_shape), dtype=bool)

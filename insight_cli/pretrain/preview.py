@@ -1,0 +1,40 @@
+"""A picture of what the perception network sees: labelled vs predicted object centres."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from insight_cli.pretrain.data import PerceptionData
+from insight_cli.segment.preview import SCALE, write_contact_sheet
+
+LABEL_COLOR, PREDICTED_COLOR = (60, 220, 60), (240, 60, 60)
+
+
+@torch.no_grad()
+def write_preview(path: Path, model, data: PerceptionData, dataset, objects: list[dict], count: int = 8) -> None:
+    """Test frames with labelled centres (green circles) and predicted ones (red crosses)."""
+    model.eval()
+    rows = data.test_rows[torch.linspace(0, len(data.test_rows) - 1, count).long()]
+    stacks, targets = data.batch(rows)
+    output = model(stacks)
+    predicted = model.object_coordinates(output)[:, :, -1].cpu().numpy()  # (B, K, 2) newest frame
+    present = (torch.sigmoid(output.existence_logits[:, :, -1]) > model.config.threshold).cpu().numpy()
+    labelled, exists = targets.coordinates[:, :, -1].cpu().numpy(), targets.exists[:, :, -1].cpu().numpy()
+    frames = []
+    for index, row in enumerate(rows.tolist()):
+        rgb = dataset.rgb(row)
+        canvas = cv2.resize(rgb, (rgb.shape[1] * SCALE, rgb.shape[0] * SCALE), interpolation=cv2.INTER_NEAREST)
+        size = np.array([canvas.shape[1], canvas.shape[0]])
+        for slot in range(len(objects)):
+            if exists[index, slot]:
+                cv2.circle(canvas, tuple(int(v) for v in labelled[index, slot] * size), 6, LABEL_COLOR, 1)
+            if present[index, slot]:
+                x, y = (int(v) for v in predicted[index, slot] * size)
+                cv2.drawMarker(canvas, (x, y), PREDICTED_COLOR, cv2.MARKER_CROSS, 10, 1)
+                cv2.putText(canvas, objects[slot]["name"], (x + 6, y - 4), cv2.FONT_HERSHEY_PLAIN, 0.8, PREDICTED_COLOR, 1)
+        frames.append(canvas)
+    write_contact_sheet(path, frames)
