@@ -214,6 +214,54 @@ def pretrain(
     )
 
 
+@app.command()
+@verb
+def train(
+    game: GameOption = "Pong",
+    load_cnn: Annotated[bool, typer.Option("--load-cnn", help="Start the perception CNN from `insight pretrain`'s checkpoint (else random).")] = False,
+    freeze_cnn: Annotated[bool, typer.Option("--freeze-cnn", help="Keep the loaded CNN fixed: no RL, guidance or refinement updates (faster; an ablation).")] = False,
+    perception: Annotated[Optional[Path], typer.Option(help="Perception checkpoint for --load-cnn (default: data/<Game>/perception.ckpt).")] = None,
+    dataset: Annotated[Optional[Path], typer.Option(help="Segment dataset for object slots and perception refinement (default: data/<Game>/dataset).")] = None,
+    total_steps: Annotated[int, typer.Option(min=1, help="Env steps in all (each is 4 frames), over all envs and ranks.")] = 10_000_000,
+    num_envs: Annotated[int, typer.Option(min=1, help="Parallel envs per process.")] = 8,
+    num_steps: Annotated[int, typer.Option(min=1, help="Steps per env per rollout.")] = 128,
+    lr: Annotated[float, typer.Option(help="Adam learning rate, annealed linearly to 0.")] = 2.5e-4,
+    ng: Annotated[bool, typer.Option("--ng/--no-ng", help="Neural guidance: the neural actor acts and the EQL actor imitates it; --no-ng trains the EQL actor by PPO directly.")] = True,
+    reg_weight: Annotated[float, typer.Option(help="Final weight of the EQL sparsity penalty (ramped up from 0; paper: 1e-3).")] = 1e-3,
+    n_funcs: Annotated[int, typer.Option(min=1, help="EQL primitives: each is repeated 2 x n-funcs times.")] = 4,
+    n_layers: Annotated[int, typer.Option(min=1, help="EQL symbolic layers.")] = 1,
+    cnn_loss_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the perception loss on dataset batches (0: no refinement).")] = 2.0,
+    distill_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the EQL actor's imitation of the neural actor.")] = 1.0,
+    threshold: Annotated[float, typer.Option(help="Existence probability above which an object's coordinates reach the EQL actor.")] = 0.5,
+    eval_episodes: Annotated[int, typer.Option(min=0, help="Full episodes to evaluate the EQL actor on, every 1% of training.")] = 10,
+    run_name: Annotated[Optional[str], typer.Option(help="Run directory name under data/<Game>/runs (default: a timestamp).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue --run-name (or the latest run) from its checkpoint.")] = False,
+    device: DeviceOption = Device.auto,
+    seed: SeedOption = 0,
+    verbose: VerboseOption = False,
+) -> None:
+    """Train the agent with PPO: neural guidance, an EQL actor over the predicted object
+    coordinates, a sparsity penalty, and perception refinement on the segment dataset. Prints
+    the path of the run.ckpt it wrote. Ctrl-C saves a resumable checkpoint."""
+    from insight_cli.train.stage import TrainConfig, run
+
+    result = run(
+        TrainConfig(
+            game=game, load_cnn=load_cnn, freeze_cnn=freeze_cnn, perception=perception, dataset=dataset, total_steps=total_steps,
+            num_envs=num_envs, num_steps=num_steps, lr=lr, ng=ng, reg_weight=reg_weight, n_funcs=n_funcs,
+            n_layers=n_layers, cnn_loss_weight=cnn_loss_weight, distill_weight=distill_weight, threshold=threshold,
+            eval_episodes=eval_episodes, run_name=run_name, resume=resume, device=device.value, seed=seed,
+        )
+    )
+    returns = result.last_eval.get("eval/eql_return")
+    console.print(
+        f"{result.global_step:,} env steps at {result.steps_per_second:,.0f} SPS"
+        + (f"; EQL actor return {returns:.1f}" if returns is not None else ""),
+        soft_wrap=True,
+    )
+    console.print(str(result.checkpoint), soft_wrap=True, highlight=False)
+
+
 def _describe_game(spec) -> None:
     console.print(f"[bold]{spec.name}[/]" + (f"  (ALE: {spec.ale_id})" if spec.ale_id else "  (built-in)"))
     console.print(spec.task)

@@ -79,6 +79,21 @@ class CatchVectorEnv:
             self._reset_where(terminated)
         return StepResult(self._stack.copy(), reward, terminated, np.zeros(self.num_envs, dtype=bool))
 
+    def state(self) -> dict:
+        """Everything needed to continue exactly where the envs are (plain data, for checkpoints)."""
+        return {
+            "rngs": [rng.bit_generator.state for rng in self._rngs],
+            "arrays": {name: getattr(self, f"_{name}").tolist() for name in ("ball_x", "ball_y", "paddle_x", "balls_left")},
+            "stack": self._stack.tobytes(),
+        }
+
+    def restore(self, state: dict) -> None:
+        for rng, rng_state in zip(self._rngs, state["rngs"]):
+            rng.bit_generator.state = rng_state
+        for name, values in state["arrays"].items():
+            setattr(self, f"_{name}", np.array(values, dtype=np.int64))
+        self._stack = np.frombuffer(state["stack"], dtype=np.uint8).reshape(self._stack.shape).copy()
+
     def _masks(self) -> tuple[np.ndarray, np.ndarray]:
         """Ball and paddle pixel masks, each (N, 84, 84) bool."""
         rows, cols = self._coords[None, :, None], self._coords[None, None, :]

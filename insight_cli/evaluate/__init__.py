@@ -1,0 +1,1 @@
+"""`insight evaluate`: full episodes with raw game scores (DESIGN §5)."""

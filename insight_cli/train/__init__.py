@@ -1,0 +1,1 @@
+"""`insight train`: PPO with neural guidance, an EQL actor and perception refinement (DESIGN §4)."""

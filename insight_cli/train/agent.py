@@ -1,0 +1,74 @@
+"""The INSIGHT agent: the perception CNN, a neural actor and a critic on its encoder vector, and
+an EQL actor on the object coordinates it predicts. One encoder pass serves all three."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from insight_cli.perception.model import PerceptionConfig, PerceptionNet, PerceptionOutput
+from insight_cli.train.eql import EqlActor, EqlConfig
+
+NEURAL_HIDDEN = 512
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    perception: PerceptionConfig
+    n_actions: int
+    n_layers: int = 1
+    n_funcs: int = 4
+
+    @property
+    def eql(self) -> EqlConfig:
+        return EqlConfig(self.perception.n_objects * 4 * 2, self.n_actions, self.n_layers, self.n_funcs)
+
+
+class AgentOutput(NamedTuple):
+    perception: PerceptionOutput
+    coordinates: torch.Tensor  # (B, K, 4, 2) clamped, zero where absent: the EQL actor's input
+    neural_logits: torch.Tensor  # (B, A)
+    eql_logits: torch.Tensor  # (B, A)
+    value: torch.Tensor  # (B,)
+
+
+def _layer(layer: nn.Linear, std: float) -> nn.Linear:
+    """Orthogonal weights and zero bias, as in CleanRL's PPO."""
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class Agent(nn.Module):
+    def __init__(self, config: AgentConfig):
+        super().__init__()
+        self.config = config
+        hidden, actions = config.perception.hidden, config.n_actions
+        self.perception = PerceptionNet(config.perception)
+        self.actor = nn.Sequential(
+            _layer(nn.Linear(hidden, NEURAL_HIDDEN), np.sqrt(2)), nn.ReLU(), _layer(nn.Linear(NEURAL_HIDDEN, actions), 0.01)
+        )
+        self.critic = nn.Sequential(
+            _layer(nn.Linear(hidden, NEURAL_HIDDEN), np.sqrt(2)), nn.ReLU(), _layer(nn.Linear(NEURAL_HIDDEN, 1), 1.0)
+        )
+        self.eql = EqlActor(config.eql)
+
+    def forward(self, frames: torch.Tensor) -> AgentOutput:
+        """(B, 4, 84, 84) uint8 stacks -> everything the update needs, from one encoder pass."""
+        perception = self.perception(frames)
+        coordinates = self.perception.object_coordinates(perception)
+        return AgentOutput(
+            perception,
+            coordinates,
+            self.actor(perception.features),
+            self.eql(coordinates),
+            self.critic(perception.features).squeeze(-1),
+        )
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Everything but the perception network (which has its own weight decay)."""
+        return [p for name, p in self.named_parameters() if not name.startswith("perception.")]

@@ -1,0 +1,153 @@
+"""PPO (CleanRL's Atari recipe) with neural guidance, the EQL sparsity penalty and perception
+refinement. `ppo_update` reads top to bottom like the algorithm; GAE is a pure function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from insight_cli.train.agent import Agent
+from insight_cli.train.eql import eql_penalty
+
+
+@dataclass
+class PpoSettings:
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    num_minibatches: int = 4
+    update_epochs: int = 4
+    clip_coef: float = 0.1
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    neural_guidance: bool = True  # the neural actor acts; the EQL actor imitates it
+    distill_weight: float = 1.0
+    cnn_loss_weight: float = 2.0
+
+
+class Rollout(NamedTuple):
+    """T steps of N envs, on the training device."""
+
+    obs: torch.Tensor  # (T, N, 4, 84, 84) uint8
+    actions: torch.Tensor  # (T, N) int64
+    logprobs: torch.Tensor  # (T, N)
+    rewards: torch.Tensor  # (T, N)
+    dones: torch.Tensor  # (T, N) 1.0 where obs[t] starts a new episode
+    values: torch.Tensor  # (T, N)
+
+
+def compute_gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    next_value: torch.Tensor,
+    next_done: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation. rewards, values, dones: (T, N); next_value,
+    next_done: (N,) for the observation after the last step. Returns advantages and returns."""
+    steps = rewards.shape[0]
+    advantages = torch.zeros_like(rewards)
+    last_advantage = torch.zeros_like(next_value)
+    for t in reversed(range(steps)):
+        if t == steps - 1:
+            next_nonterminal, next_values = 1.0 - next_done, next_value
+        else:
+            next_nonterminal, next_values = 1.0 - dones[t + 1], values[t + 1]
+        delta = rewards[t] + gamma * next_values * next_nonterminal - values[t]
+        last_advantage = delta + gamma * gae_lambda * next_nonterminal * last_advantage
+        advantages[t] = last_advantage
+    return advantages, advantages + values
+
+
+def ppo_update(
+    agent: Agent,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    advantages: torch.Tensor,
+    returns: torch.Tensor,
+    settings: PpoSettings,
+    reg_weight_now: float,
+    perception_loss_fn: Callable[[], torch.Tensor] | None,
+    reduce_gradients: Callable[[], None],
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """One PPO update over a rollout. `perception_loss_fn` draws a dataset batch and returns
+    its perception loss (None: no refinement); `reduce_gradients` averages gradients across
+    data-parallel ranks."""
+    batch_size = rollout.actions.numel()
+    minibatch_size = batch_size // settings.num_minibatches
+    b_obs = rollout.obs.flatten(0, 1)
+    b_actions, b_logprobs = rollout.actions.flatten(), rollout.logprobs.flatten()
+    b_advantages, b_returns, b_values = advantages.flatten(), returns.flatten(), rollout.values.flatten()
+    totals: dict[str, float] = {}
+    clipfracs = []
+    for epoch in range(settings.update_epochs):
+        order = torch.randperm(batch_size, generator=generator, device=generator.device).to(b_actions.device)
+        for start in range(0, batch_size, minibatch_size):
+            mb = order[start : start + minibatch_size]
+            out = agent(b_obs[mb])  # one encoder pass for critic, neural actor and EQL actor
+            acting_logits = out.neural_logits if settings.neural_guidance else out.eql_logits
+            distribution = torch.distributions.Categorical(logits=acting_logits.float())
+            newlogprob = distribution.log_prob(b_actions[mb])
+            entropy = distribution.entropy()
+            logratio = newlogprob - b_logprobs[mb]
+            ratio = logratio.exp()
+            with torch.no_grad():
+                approx_kl = ((ratio - 1) - logratio).mean()
+                clipfracs.append(((ratio - 1.0).abs() > settings.clip_coef).float().mean())
+
+            mb_advantages = b_advantages[mb]
+            mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+            pg_loss = torch.max(
+                -mb_advantages * ratio, -mb_advantages * ratio.clamp(1 - settings.clip_coef, 1 + settings.clip_coef)
+            ).mean()
+
+            newvalue = out.value.float()
+            v_unclipped = (newvalue - b_returns[mb]) ** 2
+            v_clipped = b_values[mb] + (newvalue - b_values[mb]).clamp(-settings.clip_coef, settings.clip_coef)
+            v_loss = 0.5 * torch.max(v_unclipped, (v_clipped - b_returns[mb]) ** 2).mean()
+
+            entropy_loss = entropy.mean()
+            loss = pg_loss - settings.ent_coef * entropy_loss + settings.vf_coef * v_loss
+
+            # Neural guidance: the EQL actor learns to pick the neural actor's favourite action.
+            distill_loss = torch.zeros((), device=loss.device)
+            if settings.neural_guidance:
+                teacher = out.neural_logits.detach().argmax(dim=-1)
+                distill_loss = F.cross_entropy(out.eql_logits.float(), teacher)
+                loss = loss + settings.distill_weight * distill_loss
+
+            # Sparsity: the smoothed L1/2 penalty, its weight ramping up over training.
+            reg_loss = eql_penalty(agent.eql)
+            loss = loss + reg_weight_now * reg_loss
+
+            # Perception refinement: keep coordinates grounded in the segmented dataset while the
+            # RL and guidance gradients move them (every minibatch; the paper did the last epoch).
+            cnn_loss = torch.zeros((), device=loss.device)
+            if perception_loss_fn is not None:
+                cnn_loss = perception_loss_fn()
+                loss = loss + settings.cnn_loss_weight * cnn_loss
+
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            reduce_gradients()
+            nn.utils.clip_grad_norm_(agent.parameters(), settings.max_grad_norm)
+            optimizer.step()
+
+            for name, value in (
+                ("policy_loss", pg_loss), ("value_loss", v_loss), ("entropy", entropy_loss), ("approx_kl", approx_kl),
+                ("distill_loss", distill_loss), ("reg_loss", reg_loss), ("cnn_loss", cnn_loss),
+            ):
+                totals[name] = float(value.detach())  # the last minibatch's values, as CleanRL logs them
+
+    y_pred, y_true = b_values, b_returns
+    variance = y_true.var()
+    totals["explained_variance"] = float("nan") if variance == 0 else float(1 - (y_true - y_pred).var() / variance)
+    totals["clipfrac"] = float(torch.stack(clipfracs).mean())
+    return totals
