@@ -21,6 +21,7 @@ import torch
 
 from insight_cli import __version__
 from insight_cli.errors import InsightError
+from insight_cli.runtime import current_umask
 
 FORMAT = "insight-checkpoint"
 FORMAT_VERSION = 1
@@ -53,6 +54,7 @@ def save_checkpoint(path: Path, kind: str, config: dict, meta: dict, state: dict
     try:
         with os.fdopen(handle, "wb") as stream:
             torch.save(payload, stream)
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it private; a checkpoint is not
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

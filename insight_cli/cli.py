@@ -225,6 +225,8 @@ def train(
     total_steps: Annotated[int, typer.Option(min=1, help="Env steps in all (each is 4 frames), over all envs and ranks.")] = 10_000_000,
     num_envs: Annotated[int, typer.Option(min=1, help="Parallel envs per process.")] = 8,
     num_steps: Annotated[int, typer.Option(min=1, help="Steps per env per rollout.")] = 128,
+    num_minibatches: Annotated[int, typer.Option(min=1, help="Minibatches each rollout is split into.")] = 4,
+    update_epochs: Annotated[int, typer.Option(min=1, help="Passes over each rollout.")] = 4,
     lr: Annotated[float, typer.Option(help="Adam learning rate, annealed linearly to 0.")] = 2.5e-4,
     ng: Annotated[bool, typer.Option("--ng/--no-ng", help="Neural guidance: the neural actor acts and the EQL actor imitates it; --no-ng trains the EQL actor by PPO directly.")] = True,
     reg_weight: Annotated[float, typer.Option(help="Final weight of the EQL sparsity penalty (ramped up from 0; paper: 1e-3).")] = 1e-3,
@@ -248,7 +250,7 @@ def train(
     result = run(
         TrainConfig(
             game=game, load_cnn=load_cnn, freeze_cnn=freeze_cnn, perception=perception, dataset=dataset, total_steps=total_steps,
-            num_envs=num_envs, num_steps=num_steps, lr=lr, ng=ng, reg_weight=reg_weight, n_funcs=n_funcs,
+            num_envs=num_envs, num_steps=num_steps, num_minibatches=num_minibatches, update_epochs=update_epochs, lr=lr, ng=ng, reg_weight=reg_weight, n_funcs=n_funcs,
             n_layers=n_layers, cnn_loss_weight=cnn_loss_weight, distill_weight=distill_weight, threshold=threshold,
             eval_episodes=eval_episodes, run_name=run_name, resume=resume, device=device.value, seed=seed,
         )

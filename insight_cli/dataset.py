@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from insight_cli import __version__
 from insight_cli.envs.preprocessing import FRAME_SIZE, STACK
 from insight_cli.errors import InsightError
+from insight_cli.runtime import current_umask
 
 SCHEMA_VERSION = 1
 KIND = "insight-dataset"
@@ -140,9 +141,7 @@ class DatasetWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.tmp-", dir=self.path.parent))
-            umask = os.umask(0)
-            os.umask(umask)
-            self.staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a dataset is not
+            self.staging.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; a dataset is not
         except OSError as error:
             raise InsightError(f"cannot write a dataset at {self.path}: {error.strerror}") from error
         self.meta = dict(meta)

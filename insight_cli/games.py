@@ -873,7 +873,7 @@ CATCH = GameSpec(
     task=(
         "A built-in small game: a ball falls from the top of an 84x84 screen and you move the "
         "paddle along the bottom row to catch it. Catching the ball scores +1, missing it -1; "
-        "an episode is a fixed number of balls. The optimal policy moves the paddle toward the "
+        "an episode is 20 balls. The optimal policy moves the paddle toward the "
         "ball's x position."
     ),
     actions={

@@ -1,8 +1,10 @@
 """Catch: a built-in pixel game small enough to run every stage end to end on a CPU.
 
 A 4x4 red ball falls from a random column at the top of an 84x84 screen; the agent slides a
-12x3 white paddle along the bottom. +1 for a catch, -1 for a miss, 10 balls an episode
-(about 260 steps). Optimal play (move toward the ball's x) scores +10, random play about -7.
+12x3 white paddle along the bottom. +1 for a catch, -1 for a miss, 20 balls an episode
+(about 260 steps, 13 per ball). Optimal play (move toward the ball's x) scores +20, random
+play about -14. Each move shifts the paddle by half its width, so single actions matter
+enough for PPO to learn the game in tens of thousands of steps.
 The game is vectorised in numpy, so N envs cost little more than one.
 """
 
@@ -15,11 +17,11 @@ from insight_cli.envs.preprocessing import FRAME_SIZE, STACK
 
 SCREEN = FRAME_SIZE
 BALL_SIZE = 4
-BALL_SPEED = 3  # pixels per step, downward
+BALL_SPEED = 6  # pixels per step, downward
 PADDLE_WIDTH, PADDLE_HEIGHT = 12, 3
 PADDLE_ROW = SCREEN - PADDLE_HEIGHT - 1  # top row of the paddle
-PADDLE_SPEED = 3
-BALLS_PER_EPISODE = 10
+PADDLE_SPEED = 6
+BALLS_PER_EPISODE = 20
 BALL_RGB = (200, 72, 72)
 PADDLE_RGB = (236, 236, 236)
 MOVE = np.array([0, PADDLE_SPEED, -PADDLE_SPEED])  # NOOP, RIGHT, LEFT

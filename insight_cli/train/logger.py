@@ -55,7 +55,8 @@ class MetricsLogger:
                 axis.plot(*zip(*points), label=label, marker="o" if key.startswith("eval") else None)
         axis.set_xlabel("env steps")
         axis.set_ylabel("episode return")
-        axis.legend()
+        if axis.lines:
+            axis.legend()
         axis.grid(alpha=0.3)
         figure.tight_layout()
         figure.savefig(path, dpi=100)

@@ -42,6 +42,8 @@ class TrainConfig:
     total_steps: int = 10_000_000  # env steps (x4 frames) summed over envs and ranks
     num_envs: int = 8
     num_steps: int = 128
+    num_minibatches: int = 4
+    update_epochs: int = 4
     lr: float = 2.5e-4
     ng: bool = True
     reg_weight: float = 1e-3
@@ -101,7 +103,7 @@ class _Stop:
 
 
 def _validate(config: TrainConfig) -> None:
-    positive = ("total_steps", "num_envs", "num_steps", "n_funcs", "n_layers", "hidden")
+    positive = ("total_steps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "n_funcs", "n_layers", "hidden")
     for name in positive:
         if getattr(config, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
@@ -115,8 +117,8 @@ def _validate(config: TrainConfig) -> None:
         raise UsageError(f"--threshold must be between 0 and 1, got {config.threshold}")
     if config.freeze_cnn and not config.load_cnn:
         raise UsageError("--freeze-cnn needs --load-cnn: a frozen random CNN sees no objects")
-    if (config.num_envs * config.num_steps) % PpoSettings.num_minibatches:
-        raise UsageError(f"--num-envs x --num-steps must be divisible by {PpoSettings.num_minibatches} minibatches")
+    if (config.num_envs * config.num_steps) % config.num_minibatches:
+        raise UsageError(f"--num-envs x --num-steps must be divisible by --num-minibatches {config.num_minibatches}")
 
 
 def _run_dir(config: TrainConfig, game_name: str) -> Path:
@@ -194,7 +196,8 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
         groups.append({"params": list(agent.perception.parameters()), "weight_decay": CNN_WEIGHT_DECAY})
     optimizer = torch.optim.Adam(groups, lr=config.lr, eps=1e-5)
     settings = PpoSettings(
-        neural_guidance=config.ng, distill_weight=config.distill_weight, cnn_loss_weight=config.cnn_loss_weight
+        num_minibatches=config.num_minibatches, update_epochs=config.update_epochs, neural_guidance=config.ng,
+        distill_weight=config.distill_weight, cnn_loss_weight=config.cnn_loss_weight,
     )
     env = make_vector_env(game, config.num_envs, seed=config.seed + ranks.rank * config.num_envs, mode="train")
     generator = torch.Generator(device=device).manual_seed(config.seed + ranks.rank)
