@@ -16,11 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --constraint $(VENV)/constraints.txt -e '.[test]'
 	touch $@
 
-# The stages that exist so far, on Pong, on the CPU, with small budgets.
+# The stages that exist so far, on Pong, on the CPU, with small budgets (a few minutes).
 demo: install
 	$(BIN)/insight games
 	$(BIN)/insight segment --game Pong --frames 2000 --device cpu
 	$(BIN)/insight pretrain --game Pong --epochs 3 --device cpu
+	$(BIN)/insight train --game Pong --load-cnn --total-steps 2048 --num-steps 32 --eval-episodes 1 --run-name demo --device cpu
 
 test: install
 	$(BIN)/python -m pytest -n 2 -q
@@ -29,6 +30,7 @@ bench: install
 	$(BIN)/python benchmarks/env_throughput.py
 	$(BIN)/python benchmarks/segment_throughput.py
 	$(BIN)/python benchmarks/pretrain_throughput.py
+	$(BIN)/python benchmarks/train_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

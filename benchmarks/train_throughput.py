@@ -2,7 +2,7 @@
 the straightforward way (gymnasium SyncVectorEnv with the usual Atari wrappers, and a separate
 encoder pass for each of the critic, the neural actor and the EQL actor), in the same run.
 
-    .venv/bin/python benchmarks/train_throughput.py [--game Pong] [--updates 2] [--num-steps 32]
+    .venv/bin/python benchmarks/train_throughput.py [--game Pong] [--updates 3] [--num-steps 128]
 
 Both loops do the same work per update: a rollout of num-envs x num-steps, then 4 epochs of 4
 minibatches of PPO + guidance + EQL penalty + one perception batch per minibatch. Prints the
@@ -115,7 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--game", default="Pong")
     parser.add_argument("--num-envs", type=int, default=8)
-    parser.add_argument("--num-steps", type=int, default=32)
+    parser.add_argument("--num-steps", type=int, default=128)
     parser.add_argument("--updates", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

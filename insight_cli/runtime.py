@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import random
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from insight_cli.errors import InsightError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Device(str, Enum):

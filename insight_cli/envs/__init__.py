@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from insight_cli.envs.base import Frame, FrameSource, StepResult, VectorEnv
 from insight_cli.envs.preprocessing import MODES, EpisodeRules
-from insight_cli.errors import InsightError, UsageError
+from insight_cli.errors import UsageError
 from insight_cli.games import GameSpec, get_game
 
 BACKENDS = ("auto", "ale", "gymnasium")

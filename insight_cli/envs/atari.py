@@ -41,14 +41,11 @@ def _ale_vector_env(game: GameSpec, num_envs: int, rules: EpisodeRules, **image)
     )
 
 
-class AleVectorEnv:
-    """N Atari games stepped by ALE's C++ threads, preprocessing done in C++."""
+class _GymVectorAdapter:
+    """Our VectorEnv interface over a gymnasium-API vector env held in `self._env`."""
 
-    def __init__(self, game: GameSpec, num_envs: int, seed: int, rules: EpisodeRules):
-        self.num_envs = num_envs
-        self.seed = seed
-        self.action_meanings = game.action_names
-        self._env = _ale_vector_env(game, num_envs, rules)
+    _env: gym.vector.VectorEnv
+    seed: int
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         obs, _ = self._env.reset(seed=self.seed if seed is None else seed)
@@ -60,6 +57,16 @@ class AleVectorEnv:
 
     def close(self) -> None:
         self._env.close()
+
+
+class AleVectorEnv(_GymVectorAdapter):
+    """N Atari games stepped by ALE's C++ threads, preprocessing done in C++."""
+
+    def __init__(self, game: GameSpec, num_envs: int, seed: int, rules: EpisodeRules):
+        self.num_envs = num_envs
+        self.seed = seed
+        self.action_meanings = game.action_names
+        self._env = _ale_vector_env(game, num_envs, rules)
 
 
 class _FireReset(gym.Wrapper):
@@ -99,7 +106,7 @@ def _gymnasium_env(game: GameSpec, rules: EpisodeRules) -> gym.Env:
     return gym.wrappers.FrameStackObservation(env, STACK, padding_type="zero")
 
 
-class GymnasiumVectorEnv:
+class GymnasiumVectorEnv(_GymVectorAdapter):
     """The same episode rules with gymnasium's Python wrappers and SyncVectorEnv.
 
     Slower than the ALE fast path and not bit-identical to it (no-op counts come from a
@@ -113,17 +120,6 @@ class GymnasiumVectorEnv:
         self._env = gym.vector.SyncVectorEnv(
             [lambda: _gymnasium_env(game, rules)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP
         )
-
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        obs, _ = self._env.reset(seed=self.seed if seed is None else seed)
-        return obs
-
-    def step(self, actions: np.ndarray) -> StepResult:
-        obs, reward, terminated, truncated, _ = self._env.step(np.asarray(actions, dtype=np.int64))
-        return StepResult(obs, reward.astype(np.float32), terminated, truncated)
-
-    def close(self) -> None:
-        self._env.close()
 
 
 class AtariFrameSource:

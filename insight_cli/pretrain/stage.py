@@ -115,7 +115,7 @@ def run(config: PretrainConfig) -> PretrainResult:
                             {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state()})
     if best is None:
         raise InsightError(f"nothing to do: {last_path} has already trained {start_epoch} epochs", hint="raise --epochs")
-    _write_reports(out, history, model, data, dataset, meta, device)
+    _write_reports(out, history, model, data, dataset, meta)
     return PretrainResult(out, best["epoch"], best, history, samples / max(train_seconds, 1e-9))
 
 
@@ -165,7 +165,7 @@ def _epoch_line(record: dict) -> str:
     )
 
 
-def _write_reports(out: Path, history, model, data, dataset, meta, device) -> None:
+def _write_reports(out: Path, history, model, data, dataset, meta) -> None:
     """Metrics table (Parquet + JSON result) and a preview PNG next to the checkpoint."""
     import pyarrow as pa
     import pyarrow.parquet as pq
