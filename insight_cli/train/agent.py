@@ -59,7 +59,15 @@ class Agent(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> AgentOutput:
         """(B, 4, 84, 84) uint8 stacks -> everything the update needs, from one encoder pass."""
-        perception = self.perception(frames)
+        return self.decide(self.perception(frames))
+
+    @property
+    def perception_frozen(self) -> bool:
+        return not any(parameter.requires_grad for parameter in self.perception.parameters())
+
+    def decide(self, perception: PerceptionOutput) -> AgentOutput:
+        """The actors and the critic on a perception output (computed now, or cached while the
+        perception network is frozen)."""
         coordinates = self.perception.object_coordinates(perception)
         return AgentOutput(
             perception,

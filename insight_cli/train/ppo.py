@@ -87,11 +87,14 @@ def ppo_update(
     b_advantages, b_returns, b_values = advantages.flatten(), returns.flatten(), rollout.values.flatten()
     totals: dict[str, float] = {}
     clipfracs = []
+    # A frozen perception network sees the same frames every epoch: run it once per update.
+    cached = _perceive(agent, b_obs, minibatch_size) if agent.perception_frozen else None
     for epoch in range(settings.update_epochs):
         order = torch.randperm(batch_size, generator=generator, device=generator.device).to(b_actions.device)
         for start in range(0, batch_size, minibatch_size):
             mb = order[start : start + minibatch_size]
-            out = agent(b_obs[mb])  # one encoder pass for critic, neural actor and EQL actor
+            # one encoder pass for critic, neural actor and EQL actor
+            out = agent(b_obs[mb]) if cached is None else agent.decide(type(cached)(*(part[mb] for part in cached)))
             acting_logits = out.neural_logits if settings.neural_guidance else out.eql_logits
             distribution = torch.distributions.Categorical(logits=acting_logits.float())
             newlogprob = distribution.log_prob(b_actions[mb])
@@ -151,3 +154,10 @@ def ppo_update(
     totals["explained_variance"] = float("nan") if variance == 0 else float(1 - (y_true - y_pred).var() / variance)
     totals["clipfrac"] = float(torch.stack(clipfracs).mean())
     return totals
+
+
+@torch.no_grad()
+def _perceive(agent: Agent, frames: torch.Tensor, chunk: int):
+    """The perception output for all frames, computed in chunks."""
+    parts = [agent.perception(frames[start : start + chunk]) for start in range(0, len(frames), chunk)]
+    return type(parts[0])(*(torch.cat(tensors) for tensors in zip(*parts)))

@@ -125,3 +125,25 @@ def test_two_cpu_ranks_stay_in_sync_and_only_rank_zero_writes(catch, tmp_path):
     assert result["world_size"] == 2 and result["ranks_in_sync"] is True
     assert result["global_step"] == 256  # 2 ranks x 4 envs x 16 steps x 2 updates
     assert [p.name for p in (tmp_path / "data" / "Catch" / "runs").iterdir()] == ["ddp"]
+
+
+def test_frozen_cnn_keeps_the_pretrained_weights(catch, tmp_path):
+    result = run(tiny(catch, tmp_path, freeze_cnn=True))
+    pretrained = load_checkpoint(catch / "perception.ckpt").state["model"]
+    trained = load_checkpoint(result.checkpoint).state["agent"]
+    for name, tensor in pretrained.items():
+        assert torch.equal(trained[f"perception.{name}"], tensor), name
+
+
+def test_decide_on_cached_perception_equals_forward():
+    from insight_cli.perception.model import PerceptionConfig
+    from insight_cli.train.agent import Agent, AgentConfig
+
+    agent = Agent(AgentConfig(PerceptionConfig(n_objects=2, hidden=32), n_actions=3))
+    frames = torch.randint(0, 255, (5, 4, 84, 84), dtype=torch.uint8)
+    direct, cached = agent(frames), agent.decide(agent.perception(frames))
+    for a, b in zip(direct[1:], cached[1:]):
+        assert torch.equal(a, b)
+    assert not agent.perception_frozen
+    agent.perception.requires_grad_(False)
+    assert agent.perception_frozen
