@@ -138,6 +138,9 @@ def segment(
     input: Annotated[
         Optional[Path], typer.Option("--input", help="Segment a recording (video file or folder of PNG frames) instead of playing.")
     ] = None,
+    policy: Annotated[
+        Optional[Path], typer.Option(help="Play with a trained agent (a run.ckpt from `insight train`) instead of at random.")
+    ] = None,
     names: Annotated[
         Optional[Path], typer.Option(help='TOML file renaming objects, e.g. obj7 = "bullet".')
     ] = None,
@@ -146,14 +149,14 @@ def segment(
     seed: SeedOption = 0,
     verbose: VerboseOption = False,
 ) -> None:
-    """Play the game with a seeded random policy (or read a recording), find and track the
+    """Play the game with a seeded random policy or a trained agent (or read a recording), find and track the
     objects, and write the frame-symbol dataset: frames.parquet, objects.parquet, dataset.json
     and a preview (mp4 + PNG contact sheet)."""
     from insight_cli.segment.stage import SegmentConfig, run
 
     result = run(
         SegmentConfig(
-            game=game, frames=frames, backend=backend.value, checkpoint=checkpoint, input=input,
+            game=game, frames=frames, backend=backend.value, checkpoint=checkpoint, input=input, policy=policy,
             names=names, out=out, seed=seed, device=device.value,
         )
     )

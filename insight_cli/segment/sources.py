@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,15 +27,16 @@ class SourceFrame(NamedTuple):
     reward: float  # reward received on reaching this frame
 
 
-def play(game: GameSpec, frames: int, seed: int) -> Iterator[SourceFrame]:
-    """`frames` consecutive frames of the game under a uniformly random policy; the training
-    view comes from the same preprocessing as `insight train`'s environments."""
+def play(game: GameSpec, frames: int, seed: int, policy: Callable[[np.ndarray], int] | None = None) -> Iterator[SourceFrame]:
+    """`frames` consecutive frames of the game under `policy` (training view (4, 84, 84) ->
+    action), or a uniformly random one; the training view comes from the same preprocessing as
+    `insight train`'s environments."""
     source = make_frame_source(game, seed=seed, mode="train")
     rng = np.random.default_rng(seed)
     frame, reward, episode, step = source.reset(), 0.0, 0, 0
     try:
         for _ in range(frames):
-            action = int(rng.integers(len(source.action_meanings)))
+            action = policy(frame.stack) if policy else int(rng.integers(len(source.action_meanings)))
             yield SourceFrame(episode, step, frame.rgb, frame.stack[-1], action, reward)
             frame, reward, done = source.step(action)
             episode, step = (episode + 1, 0) if done else (episode, step + 1)

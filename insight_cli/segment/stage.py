@@ -33,6 +33,7 @@ class SegmentConfig:
     backend: str = "classic"
     checkpoint: Path | None = None  # foundation-model weights (fastsam, sam)
     input: Path | None = None  # a recording to segment instead of playing
+    policy: Path | None = None  # a run.ckpt whose neural actor plays instead of a random policy
     names: Path | None = None  # TOML file of name overrides
     out: Path | None = None  # default: data/<Game>/dataset
     seed: int = 0
@@ -75,6 +76,25 @@ def make_segmenter(config: SegmentConfig, game: GameSpec, sample_frames: np.ndar
     return foundation.SamSegmenter(config.checkpoint, device)
 
 
+def _agent_policy(config: SegmentConfig, game: GameSpec):
+    """A trained agent's neural actor, sampling its actions with a seeded generator."""
+    import torch
+
+    from insight_cli.runtime import resolve_device
+    from insight_cli.train.agent import load_agent
+
+    device = resolve_device(config.device)
+    agent, _ = load_agent(config.policy, device, game.name)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+
+    @torch.no_grad()
+    def act(stack: np.ndarray) -> int:
+        logits = agent(torch.from_numpy(stack[None]).to(device)).neural_logits.float()
+        return int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator))
+
+    return act
+
+
 def run(config: SegmentConfig) -> SegmentResult:
     if config.frames < 1:
         raise UsageError(f"--frames must be at least 1, got {config.frames}")
@@ -83,10 +103,15 @@ def run(config: SegmentConfig) -> SegmentResult:
     game = get_game(config.game)
     overrides = load_name_overrides(config.names)
     out = Path(config.out) if config.out else default_dataset_path(game.name)
+    if config.input is not None and config.policy is not None:
+        raise UsageError("--input and --policy exclude each other: a recording has no one to play")
     if config.input is not None:
         check_recording(Path(config.input))
         frames = read_recording(Path(config.input), config.frames)
         source = str(config.input)
+    elif config.policy is not None:
+        frames = play(game, config.frames, config.seed, _agent_policy(config, game))
+        source = f"policy {config.policy}"
     else:
         frames = play(game, config.frames, config.seed)
         source = "random policy"

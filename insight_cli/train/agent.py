@@ -80,3 +80,20 @@ class Agent(nn.Module):
     def head_parameters(self) -> list[nn.Parameter]:
         """Everything but the perception network (which has its own weight decay)."""
         return [p for name, p in self.named_parameters() if not name.startswith("perception.")]
+
+
+def load_agent(path, device: torch.device, game_name: str | None = None):
+    """The agent of a `run.ckpt`, on `device` and in eval mode, with its checkpoint."""
+    from insight_cli.checkpoint import load_checkpoint
+    from insight_cli.errors import InsightError
+
+    checkpoint = load_checkpoint(path, kind="run")
+    if game_name is not None and checkpoint.meta["game"] != game_name:
+        raise InsightError(f"{path} plays {checkpoint.meta['game']}, not {game_name}", hint="check --game")
+    dims = checkpoint.meta["agent"]
+    config = AgentConfig(
+        PerceptionConfig(dims["n_objects"], dims["hidden"], dims["threshold"]), dims["n_actions"], dims["n_layers"], dims["n_funcs"]
+    )
+    agent = Agent(config)
+    agent.load_state_dict(checkpoint.state["agent"])
+    return agent.to(device).eval(), checkpoint

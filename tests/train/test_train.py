@@ -147,3 +147,19 @@ def test_decide_on_cached_perception_equals_forward():
     assert not agent.perception_frozen
     agent.perception.requires_grad_(False)
     assert agent.perception_frozen
+
+
+def test_segment_with_a_trained_policy(catch, tmp_path):
+    from insight_cli.dataset import load_dataset
+
+    checkpoint = run(tiny(catch, tmp_path)).checkpoint
+    result = segment(SegmentConfig(game="Catch", frames=50, policy=checkpoint, out=tmp_path / "played", device="cpu"))
+    dataset = load_dataset(result.dataset)
+    assert dataset.meta["source"] == f"policy {checkpoint}" and result.frames == 50
+    assert set(dataset.frames.column("action").to_pylist()) <= {0, 1, 2}
+    with pytest.raises(InsightError, match="plays Catch, not Pong"):
+        segment(SegmentConfig(game="Pong", frames=5, policy=checkpoint, out=tmp_path / "pong"))
+    with pytest.raises(UsageError, match="exclude each other"):
+        segment(SegmentConfig(game="Catch", frames=5, policy=checkpoint, input=tmp_path, out=tmp_path / "x"))
+    with pytest.raises(InsightError, match="expected a run"):
+        segment(SegmentConfig(game="Catch", frames=5, policy=catch / "perception.ckpt", out=tmp_path / "y"))
