@@ -10,9 +10,7 @@ and renamed into place, so a crash never leaves a half-written checkpoint.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +19,7 @@ import torch
 
 from insight_cli import __version__
 from insight_cli.errors import InsightError
-from insight_cli.runtime import current_umask
+from insight_cli.files import atomic_output
 
 FORMAT = "insight-checkpoint"
 FORMAT_VERSION = 1
@@ -46,31 +44,9 @@ def save_checkpoint(path: Path, kind: str, config: dict, meta: dict, state: dict
         "meta": {**meta, "insight_version": __version__, "torch_version": str(torch.__version__)},
         "state": _to_cpu(state),
     }
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise InsightError(f"cannot write {path}: {error.strerror}") from None
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(payload, stream)
-        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it private; a checkpoint is not
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as stream:
+        torch.save(payload, stream)
     return path
-
-
-def ensure_writable(path: Path) -> None:
-    """Fail now, not after hours of training, if `path` cannot be written."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-    except OSError as error:
-        raise InsightError(f"cannot write {path}: {error.strerror}") from None
 
 
 def _to_cpu(value):

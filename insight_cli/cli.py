@@ -267,6 +267,99 @@ def train(
     console.print(str(result.checkpoint), soft_wrap=True, highlight=False)
 
 
+class Actor(str, Enum):
+    neural = "neural"
+    eql = "eql"
+    symbolic = "symbolic"
+
+
+RunArgument = Annotated[Path, typer.Argument(help="A run.ckpt written by `insight train`.", show_default=False)]
+
+
+@app.command()
+@verb
+def evaluate(
+    checkpoint: RunArgument,
+    actor: Annotated[Actor, typer.Option(help="Who plays: the neural actor, the EQL actor, or the exported equations (policy.py) on the predicted coordinates.")] = Actor.eql,
+    episodes: Annotated[int, typer.Option(min=1, help="Full episodes to play (eval protocol: up to 30 no-ops at the start, 108k frames at most).")] = 10,
+    policy: Annotated[Optional[Path], typer.Option(help="policy.py for --actor symbolic (default: the one next to the run).")] = None,
+    video: Annotated[bool, typer.Option("--video", help="Also write an mp4 of one episode with the predicted objects drawn.")] = False,
+    video_steps: Annotated[int, typer.Option(min=1, help="Agent steps (4 frames each) at most in the video.")] = 3000,
+    num_envs: Annotated[int, typer.Option(min=1, help="Episodes played at once.")] = 8,
+    out: Annotated[Optional[Path], typer.Option(help="Output directory (default: <run>/evaluation).")] = None,
+    device: DeviceOption = Device.auto,
+    seed: SeedOption = 0,
+    verbose: VerboseOption = False,
+) -> None:
+    """Play full episodes with one of the run's actors and report raw game scores (mean, std,
+    min, max); writes <actor>.json, a per-episode <actor>_episodes.parquet and, with --video,
+    <actor>.mp4."""
+    from insight_cli.evaluate.stage import EvaluateConfig, run
+
+    result = run(
+        EvaluateConfig(
+            checkpoint=checkpoint, actor=actor.value, episodes=episodes, policy=policy, video=video,
+            video_steps=video_steps, num_envs=num_envs, out=out, device=device.value, seed=seed,
+        )
+    )
+    s = result.summary
+    console.print(
+        f"{s['game']} {s['actor']} actor, {s['episodes']} episodes: mean {s['mean']:.2f} +- {s['std']:.2f} "
+        f"(min {s['min']:g}, max {s['max']:g})",
+        soft_wrap=True,
+    )
+    for path in result.files:
+        console.print(f"[green]wrote[/] {path}", soft_wrap=True, highlight=False)
+
+
+@app.command("extract-policy")
+@verb
+def extract_policy(
+    checkpoint: RunArgument,
+    threshold: Annotated[float, typer.Option(min=0.0, help="Prune EQL weights, and expanded terms, smaller than this.")] = 0.01,
+    digits: Annotated[int, typer.Option(min=1, max=15, help="Significant digits of the coefficients.")] = 3,
+    max_terms: Annotated[Optional[int], typer.Option(min=1, help="Find the least pruning (at least --threshold) that leaves every action at most this many terms.")] = None,
+    episodes: Annotated[int, typer.Option(min=0, help="Fresh episodes for rollout fidelity and the returns of the EQL actor and the equations (0: skip).")] = 10,
+    dataset: Annotated[Optional[Path], typer.Option(help="Dataset whose test split gives held-out states (default: the run's).")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output directory (default: the run's directory).")] = None,
+    device: DeviceOption = Device.auto,
+    seed: SeedOption = 0,
+    verbose: VerboseOption = False,
+) -> None:
+    """Turn the run's EQL actor into one short equation per action over named object
+    coordinates (x_ball_4 = the ball's x in the current frame). Reports each action's number of
+    terms, the fidelity (how often the equations choose what the EQL actor chooses) and their
+    return; writes policy.json, policy.md, policy.tex and a numpy-only policy.py."""
+    from insight_cli.extract_policy.stage import ExtractConfig, run
+    from insight_cli.extract_policy.symbolic import READABLE_TERMS
+
+    result = run(
+        ExtractConfig(
+            checkpoint=checkpoint, threshold=threshold, digits=digits, max_terms=max_terms, episodes=episodes,
+            dataset=dataset, out=out, device=device.value, seed=seed,
+        )
+    )
+    policy = result.policy
+    table = Table(title=f"policy (weights below {policy.threshold:.3g} pruned)")
+    table.add_column("action")
+    table.add_column("terms", justify="right")
+    table.add_column("logit")
+    for name, count, expression in zip(policy.actions, policy.term_counts, policy.expressions):
+        shown = str(expression) if count <= READABLE_TERMS else f"[yellow]{count} terms: not readable[/]"
+        table.add_row(name, str(count), shown)
+    console.print(table)
+    fidelity, returns = result.fidelity, result.returns
+    line = f"fidelity: {fidelity['held_out_fidelity']:.1%} of {fidelity['held_out_states']:,} held-out states"
+    if returns:
+        line += (f", {fidelity['rollout_fidelity']:.1%} of {fidelity['rollout_states']:,} rollout states; "
+                 f"return: equations {returns['symbolic']:.2f}, EQL actor {returns['eql']:.2f}")
+    console.print(line, soft_wrap=True)
+    if max(policy.term_counts) > READABLE_TERMS:
+        console.print(f"[yellow]an action has more than {READABLE_TERMS} terms: prune more with --threshold or --max-terms[/]")
+    for path in result.files:
+        console.print(f"[green]wrote[/] {path}", soft_wrap=True, highlight=False)
+
+
 def _describe_game(spec) -> None:
     console.print(f"[bold]{spec.name}[/]" + (f"  (ALE: {spec.ale_id})" if spec.ale_id else "  (built-in)"))
     console.print(spec.task)

@@ -1,6 +1,14 @@
-"""Play full episodes with an agent's actor on evaluation envs and collect raw scores."""
+"""Play full episodes with one of an agent's actors on evaluation envs and collect raw scores.
+
+An actor here is a function from a batch of observations to actions and the object
+coordinates it decided on, so the neural, the EQL and the exported symbolic policy all play
+through the same loop.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -8,37 +16,77 @@ import torch
 from insight_cli.envs import make_vector_env
 from insight_cli.games import GameSpec
 
+# (B, 4, 84, 84) uint8 observations -> (B,) actions and (B, K, 4, 2) object coordinates
+Actor = Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]]
+ACTORS = ("neural", "eql", "symbolic")
 
-@torch.no_grad()
-def play_episodes(agent, game: GameSpec, episodes: int, seed: int, device: torch.device, actor: str = "eql",
-                  max_envs: int = 8, max_steps: int = 30_000) -> list[float]:
-    """Raw returns of `episodes` full games, the actor picking its most likely action.
 
-    Envs run in parallel (at most max_envs); an env that finishes starts a new episode only if
-    more are still needed, so every episode counted was started in order.
+class Episodes(NamedTuple):
+    returns: list[float]  # raw game score of each episode, in the order they ended
+    lengths: list[int]  # agent steps (each 4 frames)
+    coordinates: np.ndarray | None  # (N, K, 4, 2) every state an actor decided on, if kept
+    actions: np.ndarray | None  # (N,) the actions taken there
+
+
+def agent_actor(agent, actor: str, symbolic=None) -> Actor:
+    """The agent's `actor` ("neural", "eql", or "symbolic" with `symbolic.act` an exported
+    policy over the coordinates the agent's perception predicts), acting greedily."""
+    if actor not in ACTORS:
+        raise ValueError(f"unknown actor {actor!r}")
+
+    @torch.no_grad()
+    def act(obs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        if actor == "symbolic":
+            coordinates = agent.perception.object_coordinates(agent.perception(obs)).float().cpu().numpy()
+            return np.asarray(symbolic.act(coordinates)).reshape(-1), coordinates
+        out = agent(obs)
+        logits = out.eql_logits if actor == "eql" else out.neural_logits
+        return logits.argmax(dim=-1).cpu().numpy(), out.coordinates.float().cpu().numpy()
+
+    return act
+
+
+def play_episodes(act: Actor, game: GameSpec, episodes: int, seed: int, device: torch.device, max_envs: int = 8,
+                  keep_states: bool = False, on_episode: Callable[[float], None] | None = None) -> Episodes:
+    """`episodes` full games, at most `max_envs` at once (eval envs end every episode: they
+    truncate at 108k frames).
+
+    An env that finishes starts a new episode only while more are needed, so exactly the first
+    `episodes` started are counted (no bias toward short ones).
     """
     num_envs = min(episodes, max_envs)
     env = make_vector_env(game, num_envs, seed=seed, mode="eval")
     obs = env.reset()
-    returns = np.zeros(num_envs)
+    returns, lengths = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
     started = num_envs
-    finished: list[float] = []
+    finished: list[tuple[float, int]] = []
     active = np.ones(num_envs, dtype=bool)
-    for _ in range(max_steps):
-        out = agent(torch.from_numpy(obs).to(device))
-        logits = out.eql_logits if actor == "eql" else out.neural_logits
-        result = env.step(logits.argmax(dim=-1).cpu().numpy())
-        returns += result.reward * active
-        done = (result.terminated | result.truncated) & active
-        for index in np.flatnonzero(done):
-            finished.append(float(returns[index]))
-            returns[index] = 0.0
-            if started < episodes:
-                started += 1
-            else:
-                active[index] = False
-        if not active.any():
-            break
-        obs = result.obs
-    env.close()
-    return finished[:episodes]
+    states, taken = [], []
+    try:
+        while active.any():
+            actions, coordinates = act(torch.from_numpy(obs).to(device))
+            if keep_states:
+                states.append(coordinates[active])
+                taken.append(actions[active])
+            result = env.step(actions)
+            returns += result.reward * active
+            lengths += active
+            done = (result.terminated | result.truncated) & active
+            for index in np.flatnonzero(done):
+                finished.append((float(returns[index]), int(lengths[index])))
+                if on_episode:
+                    on_episode(float(returns[index]))
+                returns[index], lengths[index] = 0.0, 0
+                if started < episodes:
+                    started += 1
+                else:
+                    active[index] = False
+            obs = result.obs
+    finally:
+        env.close()
+    return Episodes(
+        [score for score, _ in finished],
+        [length for _, length in finished],
+        np.concatenate(states) if keep_states else None,
+        np.concatenate(taken) if keep_states else None,
+    )

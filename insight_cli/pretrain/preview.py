@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from insight_cli.pretrain.data import PerceptionData
-from insight_cli.segment.preview import SCALE, write_contact_sheet
+from insight_cli.pictures import mark_points, upscale, write_contact_sheet
 
 LABEL_COLOR, PREDICTED_COLOR = (60, 220, 60), (240, 60, 60)
 
@@ -27,14 +27,12 @@ def write_preview(path: Path, model, data: PerceptionData, dataset, objects: lis
     frames = []
     for index, row in enumerate(rows.tolist()):
         rgb = dataset.rgb(row)
-        canvas = cv2.resize(rgb, (rgb.shape[1] * SCALE, rgb.shape[0] * SCALE), interpolation=cv2.INTER_NEAREST)
+        canvas = upscale(rgb)
         size = np.array([canvas.shape[1], canvas.shape[0]])
         for slot in range(len(objects)):
             if exists[index, slot]:
                 cv2.circle(canvas, tuple(int(v) for v in labelled[index, slot] * size), 6, LABEL_COLOR, 1)
             if present[index, slot]:
-                x, y = (int(v) for v in predicted[index, slot] * size)
-                cv2.drawMarker(canvas, (x, y), PREDICTED_COLOR, cv2.MARKER_CROSS, 10, 1)
-                cv2.putText(canvas, objects[slot]["name"], (x + 6, y - 4), cv2.FONT_HERSHEY_PLAIN, 0.8, PREDICTED_COLOR, 1)
+                mark_points(canvas, predicted[index, slot][None], [objects[slot]["name"]], PREDICTED_COLOR)
         frames.append(canvas)
     write_contact_sheet(path, frames)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
-from insight_cli.checkpoint import ensure_writable, load_checkpoint, save_checkpoint
+from insight_cli.checkpoint import load_checkpoint, save_checkpoint
 from insight_cli.dataset import load_dataset
 from insight_cli.errors import InsightError, UsageError
+from insight_cli.files import ensure_writable
 from insight_cli.games import get_game
 from insight_cli.perception.losses import PerceptionLosses, object_weights, perception_loss
 from insight_cli.perception.model import PerceptionConfig, PerceptionNet

@@ -16,8 +16,8 @@ import numpy as np
 from scipy import ndimage
 
 from insight_cli.games import GameSpec
-from insight_cli.segment.naming import match_object
 from insight_cli.segment.detections import Detections
+from insight_cli.segment.naming import match_object
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 

@@ -82,7 +82,7 @@ class Agent(nn.Module):
         return [p for name, p in self.named_parameters() if not name.startswith("perception.")]
 
 
-def load_agent(path, device: torch.device, game_name: str | None = None):
+def load_agent(path, device: torch.device, game_name: str | None = None, require_eql: bool = False):
     """The agent of a `run.ckpt`, on `device` and in eval mode, with its checkpoint."""
     from insight_cli.checkpoint import load_checkpoint
     from insight_cli.errors import InsightError
@@ -90,10 +90,16 @@ def load_agent(path, device: torch.device, game_name: str | None = None):
     checkpoint = load_checkpoint(path, kind="run")
     if game_name is not None and checkpoint.meta["game"] != game_name:
         raise InsightError(f"{path} plays {checkpoint.meta['game']}, not {game_name}", hint="check --game")
+    state = checkpoint.state["agent"]
+    if require_eql and not any(key.startswith("eql.") for key in state):
+        raise InsightError(f"{path} is a run without an EQL actor, so it has no equations",
+                           hint="train one with `insight train` (it always trains an EQL actor)")
     dims = checkpoint.meta["agent"]
     config = AgentConfig(
         PerceptionConfig(dims["n_objects"], dims["hidden"], dims["threshold"]), dims["n_actions"], dims["n_layers"], dims["n_funcs"]
     )
     agent = Agent(config)
-    agent.load_state_dict(checkpoint.state["agent"])
+    missing, unexpected = agent.load_state_dict(state, strict=False)
+    if unexpected or any(not key.startswith("eql.") for key in missing):
+        raise InsightError(f"{path} holds weights that do not fit its agent description", hint="is the file damaged?")
     return agent.to(device).eval(), checkpoint

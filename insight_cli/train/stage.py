@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from insight_cli.checkpoint import ensure_writable, load_checkpoint, save_checkpoint
+from insight_cli.checkpoint import load_checkpoint, save_checkpoint
 from insight_cli.dataset import load_dataset
 from insight_cli.envs import make_vector_env
 from insight_cli.errors import InsightError, UsageError
-from insight_cli.evaluate.episodes import play_episodes
+from insight_cli.evaluate.episodes import agent_actor, play_episodes
+from insight_cli.files import ensure_writable
 from insight_cli.games import get_game
 from insight_cli.perception.losses import object_weights, perception_loss
 from insight_cli.perception.model import PerceptionConfig
@@ -358,7 +359,8 @@ def _evaluate(agent, game, data, weights, config, device, meta, update, ranks) -
     agent.eval()
     scores = {}
     if config.eval_episodes:
-        returns = play_episodes(agent, game, config.eval_episodes, seed=config.seed + 100_003 * update, device=device)
+        returns = play_episodes(agent_actor(agent, "eql"), game, config.eval_episodes, seed=config.seed + 100_003 * update,
+                                device=device).returns
         scores["eval/eql_return"] = float(np.mean(returns)) if returns else float("nan")
     perception = evaluate_perception(agent.perception, data, weights, PERCEPTION_BATCH, False, meta["frame_shape"])
     scores.update({"perception/test_loss": perception["test_loss"], "perception/mae_x100": perception["mae_x100"],

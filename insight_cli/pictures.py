@@ -1,8 +1,9 @@
-"""Pictures of a segmentation: frames with boxes, ids and names drawn, as an mp4 and a PNG
-contact sheet, so a person can check the objects at a glance."""
+"""Pictures people check at a glance: frames with objects' boxes, centres and names drawn,
+written as an mp4 or a PNG contact sheet."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -17,9 +18,14 @@ def _track_color(track_id: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in bgr[::-1])
 
 
+def upscale(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) -> (3H, 3W, 3), pixels kept sharp."""
+    return cv2.resize(rgb, (rgb.shape[1] * SCALE, rgb.shape[0] * SCALE), interpolation=cv2.INTER_NEAREST)
+
+
 def annotate(rgb: np.ndarray, boxes: np.ndarray, track_ids, names) -> np.ndarray:
     """(H, W, 3) frame -> (3H, 3W, 3) frame with each object's box and `id:name`."""
-    canvas = cv2.resize(rgb, (rgb.shape[1] * SCALE, rgb.shape[0] * SCALE), interpolation=cv2.INTER_NEAREST)
+    canvas = upscale(rgb)
     for (x0, y0, x1, y1), track_id, name in zip(boxes, track_ids, names):
         color = _track_color(int(track_id))
         top_left, bottom_right = (int(x0) * SCALE - 1, int(y0) * SCALE - 1), (int(x1) * SCALE, int(y1) * SCALE)
@@ -29,11 +35,37 @@ def annotate(rgb: np.ndarray, boxes: np.ndarray, track_ids, names) -> np.ndarray
     return canvas
 
 
+def mark_points(canvas: np.ndarray, points: np.ndarray, labels: list[str], color=(240, 60, 60)) -> np.ndarray:
+    """Draw a cross and a label at each (x, y) in [0, 1] (fractions of the canvas), in place."""
+    size = np.array([canvas.shape[1], canvas.shape[0]])
+    for point, label in zip(points, labels):
+        x, y = (int(v) for v in np.asarray(point) * size)
+        cv2.drawMarker(canvas, (x, y), color, cv2.MARKER_CROSS, 10, 1)
+        cv2.putText(canvas, label, (x + 6, y - 4), cv2.FONT_HERSHEY_PLAIN, 0.8, color, 1)
+    return canvas
+
+
+def caption(canvas: np.ndarray, text: str, color=(255, 255, 255)) -> np.ndarray:
+    """A line of text on a dark band at the top, in place."""
+    cv2.rectangle(canvas, (0, 0), (canvas.shape[1], 14), (0, 0, 0), -1)
+    cv2.putText(canvas, text, (3, 11), cv2.FONT_HERSHEY_PLAIN, 0.8, color, 1)
+    return canvas
+
+
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 15) -> None:
+    """An H.264 mp4, written under a temporary name and renamed into place."""
     import imageio.v3 as iio
 
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.tmp{path.suffix}")
     even = [frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2] for frame in frames]
-    iio.imwrite(path, np.stack(even), fps=fps, codec="libx264", macro_block_size=1)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        iio.imwrite(temporary, np.stack(even), fps=fps, codec="libx264", macro_block_size=1)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def write_contact_sheet(path: Path, frames: list[np.ndarray], columns: int = 4) -> None:

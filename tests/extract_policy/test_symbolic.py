@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+import torch
+
+from insight_cli.errors import InsightError
+from insight_cli.extract_policy.export import markdown, policy_document, python_module, read_policy, write_exports
+from insight_cli.extract_policy.symbolic import extract, smallest_pruning, variables_for
+from insight_cli.train.eql import EqlActor, EqlConfig
+
+OBJECTS, ACTIONS = ["ball", "paddle"], ["NOOP", "RIGHT", "LEFT"]
+
+
+def actor(seed=0, **kwargs) -> EqlActor:
+    torch.manual_seed(seed)
+    return EqlActor(EqlConfig(len(OBJECTS) * 8, len(ACTIONS), **kwargs))
+
+
+def toward_the_ball(noise: float) -> EqlActor:
+    """Identity units on x_ball_4 and x_paddle_4; RIGHT = 10 (xb - xp), LEFT = 10 (xp - xb);
+    every other weight is noise smaller than `noise`."""
+    eql = actor()
+    variables = [v.name for v in variables_for(OBJECTS)]
+    with torch.no_grad():
+        for parameter in eql.parameters():
+            parameter.uniform_(-noise, noise)
+        layer, identity = eql.layers[0], 3 * eql.config.repeats  # first identity unit
+        layer.linear.weight[identity, variables.index("x_ball_4")] = 1.0
+        layer.linear.weight[identity + 1, variables.index("x_paddle_4")] = 1.0
+        eql.output.weight[1, identity], eql.output.weight[1, identity + 1] = 1.0, -1.0
+        eql.output.weight[2, identity], eql.output.weight[2, identity + 1] = -1.0, 1.0
+    return eql
+
+
+def test_variables_are_named_in_the_order_of_the_flattened_coordinates():
+    variables = variables_for(["ball", "Paddle 2", "ball", "3d"])
+    assert [v.name for v in variables[:8]] == [f"{axis}_ball_{frame}" for frame in range(1, 5) for axis in "xy"]
+    assert variables[8].name == "x_paddle_2_1" and variables[16].name == "x_ball2_1" and variables[24].name == "x_obj3d_1"
+    assert variables[7].meaning == "vertical position of the ball in the current frame"
+
+
+@pytest.mark.parametrize("n_layers", [1, 2])
+def test_unpruned_expansion_equals_the_network(n_layers):
+    eql = actor(n_layers=n_layers, n_funcs=1)
+    if n_layers == 2:  # a dense degree-9 polynomial has millions of terms: keep a sparse network
+        with torch.no_grad():
+            for parameter in eql.parameters():
+                parameter.mul_(torch.rand_like(parameter) < 0.25)
+    policy = extract(eql, OBJECTS, ACTIONS, threshold=0.0, digits=15)
+    coordinates = torch.rand(32, 2, 4, 2)
+    np.testing.assert_allclose(policy.logits(coordinates.numpy()), eql(coordinates).detach().double().numpy(), rtol=1e-6, atol=1e-5)
+    # The sympy expressions are the same polynomials.
+    symbols = policy.symbols
+    point = dict(zip(symbols, coordinates[0].flatten().tolist()))
+    for action, expression in enumerate(policy.expressions):
+        assert float(expression.subs(point)) == pytest.approx(policy.logits(coordinates[:1].numpy())[0, action], rel=1e-6, abs=1e-5)
+
+
+def test_pruning_recovers_move_toward_the_ball_from_noise():
+    policy = extract(toward_the_ball(noise=0.009), OBJECTS, ACTIONS, threshold=0.01, digits=3)
+    assert [str(expression) for expression in policy.expressions] == [
+        "0", "10.0*x_ball_4 - 10.0*x_paddle_4", "-10.0*x_ball_4 + 10.0*x_paddle_4"
+    ]
+    assert policy.term_counts == [0, 2, 2]
+    assert [v.name for v in policy.used_variables] == ["x_ball_4", "x_paddle_4"]
+
+
+def test_rounding_keeps_significant_digits():
+    eql = toward_the_ball(noise=0.0)
+    with torch.no_grad():
+        eql.output.weight[1, 3 * eql.config.repeats] = 1.23456
+    policy = extract(eql, OBJECTS, ACTIONS, threshold=0.01, digits=2)
+    assert sorted(policy.terms[1].values()) == [-10.0, 12.0]
+
+
+def test_threshold_that_prunes_everything_is_an_error():
+    with pytest.raises(InsightError, match="prunes every variable"):
+        extract(toward_the_ball(noise=0.009), OBJECTS, ACTIONS, threshold=5.0, digits=3)
+
+
+def test_max_terms_finds_the_least_pruning_that_fits():
+    eql = actor()
+    full = extract(eql, OBJECTS, ACTIONS, threshold=0.0, digits=3)
+    assert max(full.term_counts) > 100
+    policy = smallest_pruning(eql, OBJECTS, ACTIONS, max_terms=6, digits=3, floor=0.001)
+    assert 0 < max(policy.term_counts) <= 6
+    # One grid step less pruning would break the limit (or the search would have stopped there).
+    looser = extract(eql, OBJECTS, ACTIONS, threshold=policy.threshold * 0.8, digits=3)
+    assert max(looser.term_counts) > 6
+    with pytest.raises(InsightError, match="at most 1 terms"):
+        smallest_pruning(toward_the_ball(noise=0.0), OBJECTS, ACTIONS, max_terms=1, digits=3, floor=0.001)
+
+
+def test_exports_round_trip_and_the_python_policy_matches(tmp_path):
+    eql = actor()
+    policy = smallest_pruning(eql, OBJECTS, ACTIONS, max_terms=8, digits=4, floor=0.001)
+    report = {"run": "run.ckpt", "fidelity": {"held_out_fidelity": 0.9}, "returns": {"eql": 1.0, "symbolic": 1.0}}
+    document = policy_document(policy, "Catch", {"RIGHT": "move right"}, OBJECTS, report)
+    files = write_exports(tmp_path, policy, document)
+    assert [f.name for f in files] == ["policy.json", "policy.md", "policy.tex", "policy.py"]
+    loaded, saved = read_policy(tmp_path / "policy.json")
+    assert loaded.terms == policy.terms and saved["actions"][1]["meaning"] == "move right"
+
+    namespace: dict = {}
+    exec(python_module(document, policy), namespace)  # the exported module needs numpy only
+    coordinates = np.random.default_rng(0).random((50, 2, 4, 2))
+    np.testing.assert_allclose(namespace["logits"](coordinates), policy.logits(coordinates), rtol=1e-9, atol=1e-9)
+    assert namespace["act"](coordinates[0]) == policy.act(coordinates[:1])[0]
+    assert "$$" in markdown(document) and "\\begin{align*}" in (tmp_path / "policy.tex").read_text()
+
+
+def test_read_policy_rejects_other_files(tmp_path):
+    (tmp_path / "x.json").write_text('{"format": "something"}')
+    with pytest.raises(InsightError, match="not an insight policy"):
+        read_policy(tmp_path / "x.json")
+    with pytest.raises(InsightError, match="does not exist"):
+        read_policy(tmp_path / "missing.json")
