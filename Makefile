@@ -22,6 +22,8 @@ demo: install
 	$(BIN)/insight segment --game Pong --frames 2000 --device cpu
 	$(BIN)/insight pretrain --game Pong --epochs 3 --device cpu
 	$(BIN)/insight train --game Pong --load-cnn --total-steps 2048 --num-steps 32 --eval-episodes 1 --run-name demo --device cpu
+	$(BIN)/insight extract-policy data/Pong/runs/demo/run.ckpt --max-terms 8 --episodes 1 --device cpu
+	$(BIN)/insight evaluate data/Pong/runs/demo/run.ckpt --actor symbolic --episodes 2 --video --video-steps 600 --device cpu
 
 test: install
 	$(BIN)/python -m pytest -n 2 -q

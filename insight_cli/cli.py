@@ -360,6 +360,49 @@ def extract_policy(
         console.print(f"[green]wrote[/] {path}", soft_wrap=True, highlight=False)
 
 
+@app.command()
+@verb
+def explain(
+    checkpoint: RunArgument,
+    llm: Annotated[str, typer.Option(help="offline (deterministic, from the equations) or a model name served by an OpenAI-compatible API, e.g. gpt-4.")] = "offline",
+    decisions: Annotated[int, typer.Option(min=0, help="Decisions to explain, sampled from a fresh greedy episode.")] = 3,
+    frame_index: Annotated[Optional[int], typer.Option(min=0, help="Explain the decision at this frame of the run's dataset instead.")] = None,
+    policy: Annotated[Optional[Path], typer.Option(help="policy.json to explain (default: the run's; extracted now if missing).")] = None,
+    max_terms: Annotated[int, typer.Option(min=1, help="Terms per action when the policy has to be extracted first.")] = 10,
+    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server (default: OPENAI_BASE_URL, else api.openai.com).")] = None,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="LLM sampling temperature.")] = 0.0,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds to wait for each LLM answer.")] = 60.0,
+    retries: Annotated[int, typer.Option(min=0, help="LLM retries (connection errors, 429, 5xx), with exponential backoff.")] = 3,
+    show_prompts: Annotated[bool, typer.Option("--show-prompts", help="Print every prompt (they are saved in explanation.json either way).")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Output directory (default: the run's directory).")] = None,
+    device: DeviceOption = Device.auto,
+    seed: SeedOption = 0,
+    verbose: VerboseOption = False,
+) -> None:
+    """Explain the run's policy (per action: which variables raise or lower its logit and when
+    it is chosen; then a summary) and single decisions (the gradients of the chosen action's
+    log-probability), with an LLM or offline. Every claim is checked against the equations;
+    writes explanation.md, explanation.json and a picture per decision."""
+    from insight_cli.explain.stage import ExplainConfig, run
+
+    result = run(
+        ExplainConfig(
+            checkpoint=checkpoint, llm=llm, decisions=decisions, frame_index=frame_index, policy=policy,
+            max_terms=max_terms, base_url=base_url, temperature=temperature, timeout=timeout, retries=retries,
+            show_prompts=show_prompts, out=out, device=device.value, seed=seed,
+        )
+    )
+    check = result.faithfulness
+    color = "green" if check["claims"] == check["supported"] else "yellow"
+    console.print(
+        f"[{color}]faithfulness:[/] {check['claims']} claims, {check['supported']} supported, "
+        f"{check['contradicted']} contradicted, {check['unsupported']} unsupported",
+        soft_wrap=True,
+    )
+    for path in result.files:
+        console.print(f"[green]wrote[/] {path}", soft_wrap=True, highlight=False)
+
+
 def _describe_game(spec) -> None:
     console.print(f"[bold]{spec.name}[/]" + (f"  (ALE: {spec.ale_id})" if spec.ale_id else "  (built-in)"))
     console.print(spec.task)

@@ -45,6 +45,24 @@ def mark_points(canvas: np.ndarray, points: np.ndarray, labels: list[str], color
     return canvas
 
 
+def arrow(canvas: np.ndarray, start, direction, label: str, color=(255, 220, 0), length: int = 24) -> np.ndarray:
+    """An arrow from `start` ((x, y) in [0, 1] of the canvas) along `direction` (dx, dy), in place."""
+    size = np.array([canvas.shape[1], canvas.shape[0]])
+    origin = (np.asarray(start) * size).astype(int)
+    step = np.asarray(direction, dtype=float)
+    tip = (origin + step / (np.linalg.norm(step) or 1.0) * length).astype(int)
+    cv2.arrowedLine(canvas, tuple(int(v) for v in origin), tuple(int(v) for v in tip), color, 1, tipLength=0.3)
+    (width, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_PLAIN, 0.8, 1)
+    x = int(tip[0]) + 3 if tip[0] + 3 + width < canvas.shape[1] else max(0, int(tip[0]) - 3 - width)
+    cv2.putText(canvas, label, (x, int(tip[1]) + 4), cv2.FONT_HERSHEY_PLAIN, 0.8, color, 1)
+    return canvas
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return encoded.tobytes()
+
+
 def caption(canvas: np.ndarray, text: str, color=(255, 255, 255)) -> np.ndarray:
     """A line of text on a dark band at the top, in place."""
     cv2.rectangle(canvas, (0, 0), (canvas.shape[1], 14), (0, 0, 0), -1)

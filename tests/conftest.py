@@ -19,7 +19,7 @@ def _distil_move_toward_the_ball(checkpoint_path, dataset_path):
     dataset's labelled coordinates, with a strong sparsity penalty, and save the run again.
     Learning by RL is the train stage's business; this gives the later stages an actor whose
     right answer is known."""
-    from insight_cli.checkpoint import load_checkpoint, save_checkpoint
+    from insight_cli.checkpoint import save_checkpoint
     from insight_cli.dataset import load_dataset
     from insight_cli.pretrain.data import decode
     from insight_cli.train.agent import load_agent

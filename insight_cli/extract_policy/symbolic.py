@@ -44,8 +44,8 @@ class Variable:
     @property
     def meaning(self) -> str:
         direction = "horizontal" if self.axis == "x" else "vertical"
-        when = "current frame" if self.frame == STACK else f"frame {self.frame} of {STACK}"
-        return f"{direction} position of the {self.object} in the {when}"
+        when = "the current frame" if self.frame == STACK else f"frame {self.frame} of {STACK}"
+        return f"{direction} position of the {self.object} in {when}"
 
 
 def variables_for(object_names: list[str]) -> list[Variable]:
@@ -122,6 +122,31 @@ class SymbolicPolicy:
 
     def act(self, coordinates: np.ndarray) -> np.ndarray:
         return self.logits(coordinates).argmax(axis=-1)
+
+    def logit_gradients(self, coordinates: np.ndarray) -> np.ndarray:
+        """(B, K, 4, 2) -> (B, A, V): d logit_a / d variable_v, exactly."""
+        inputs = np.asarray(coordinates, dtype=np.float64).reshape(len(coordinates), -1)
+        out = np.zeros((len(inputs), len(self.actions), inputs.shape[1]))
+        for action, terms in enumerate(self.terms):
+            for monomial, coefficient in terms.items():
+                powers = np.asarray(monomial)
+                for index in np.flatnonzero(powers):
+                    lowered = powers.copy()
+                    lowered[index] -= 1
+                    out[:, action, index] += coefficient * powers[index] * np.prod(inputs**lowered, axis=1)
+        return out
+
+    def log_prob_gradients(self, coordinates: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """(B, K, 4, 2), (B,) -> (B, V): d log p(action) / d variable, with p the softmax of the logits."""
+        probabilities = self.probabilities(coordinates)
+        gradients = self.logit_gradients(coordinates)
+        chosen = gradients[np.arange(len(actions)), actions]
+        return chosen - np.einsum("ba,bav->bv", probabilities, gradients)
+
+    def probabilities(self, coordinates: np.ndarray) -> np.ndarray:
+        logits = self.logits(coordinates)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
 
 
 def _round(value: float, digits: int) -> float:

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from support import toward_the_ball
 
 from insight_cli.errors import InsightError
 from insight_cli.extract_policy.export import markdown, policy_document, python_module, read_policy, write_exports
@@ -13,22 +14,6 @@ OBJECTS, ACTIONS = ["ball", "paddle"], ["NOOP", "RIGHT", "LEFT"]
 def actor(seed=0, **kwargs) -> EqlActor:
     torch.manual_seed(seed)
     return EqlActor(EqlConfig(len(OBJECTS) * 8, len(ACTIONS), **kwargs))
-
-
-def toward_the_ball(noise: float) -> EqlActor:
-    """Identity units on x_ball_4 and x_paddle_4; RIGHT = 10 (xb - xp), LEFT = 10 (xp - xb);
-    every other weight is noise smaller than `noise`."""
-    eql = actor()
-    variables = [v.name for v in variables_for(OBJECTS)]
-    with torch.no_grad():
-        for parameter in eql.parameters():
-            parameter.uniform_(-noise, noise)
-        layer, identity = eql.layers[0], 3 * eql.config.repeats  # first identity unit
-        layer.linear.weight[identity, variables.index("x_ball_4")] = 1.0
-        layer.linear.weight[identity + 1, variables.index("x_paddle_4")] = 1.0
-        eql.output.weight[1, identity], eql.output.weight[1, identity + 1] = 1.0, -1.0
-        eql.output.weight[2, identity], eql.output.weight[2, identity + 1] = -1.0, 1.0
-    return eql
 
 
 def test_variables_are_named_in_the_order_of_the_flattened_coordinates():
@@ -56,7 +41,7 @@ def test_unpruned_expansion_equals_the_network(n_layers):
 
 
 def test_pruning_recovers_move_toward_the_ball_from_noise():
-    policy = extract(toward_the_ball(noise=0.009), OBJECTS, ACTIONS, threshold=0.01, digits=3)
+    policy = extract(toward_the_ball(OBJECTS, noise=0.009), OBJECTS, ACTIONS, threshold=0.01, digits=3)
     assert [str(expression) for expression in policy.expressions] == [
         "0", "10.0*x_ball_4 - 10.0*x_paddle_4", "-10.0*x_ball_4 + 10.0*x_paddle_4"
     ]
@@ -65,7 +50,7 @@ def test_pruning_recovers_move_toward_the_ball_from_noise():
 
 
 def test_rounding_keeps_significant_digits():
-    eql = toward_the_ball(noise=0.0)
+    eql = toward_the_ball(OBJECTS, noise=0.0)
     with torch.no_grad():
         eql.output.weight[1, 3 * eql.config.repeats] = 1.23456
     policy = extract(eql, OBJECTS, ACTIONS, threshold=0.01, digits=2)
@@ -74,7 +59,7 @@ def test_rounding_keeps_significant_digits():
 
 def test_threshold_that_prunes_everything_is_an_error():
     with pytest.raises(InsightError, match="prunes every variable"):
-        extract(toward_the_ball(noise=0.009), OBJECTS, ACTIONS, threshold=5.0, digits=3)
+        extract(toward_the_ball(OBJECTS, noise=0.009), OBJECTS, ACTIONS, threshold=5.0, digits=3)
 
 
 def test_max_terms_finds_the_least_pruning_that_fits():
@@ -87,7 +72,7 @@ def test_max_terms_finds_the_least_pruning_that_fits():
     looser = extract(eql, OBJECTS, ACTIONS, threshold=policy.threshold * 0.8, digits=3)
     assert max(looser.term_counts) > 6
     with pytest.raises(InsightError, match="at most 1 terms"):
-        smallest_pruning(toward_the_ball(noise=0.0), OBJECTS, ACTIONS, max_terms=1, digits=3, floor=0.001)
+        smallest_pruning(toward_the_ball(OBJECTS, noise=0.0), OBJECTS, ACTIONS, max_terms=1, digits=3, floor=0.001)
 
 
 def test_exports_round_trip_and_the_python_policy_matches(tmp_path):
@@ -114,3 +99,15 @@ def test_read_policy_rejects_other_files(tmp_path):
         read_policy(tmp_path / "x.json")
     with pytest.raises(InsightError, match="does not exist"):
         read_policy(tmp_path / "missing.json")
+
+
+def test_gradients_match_autograd():
+    eql = actor(n_funcs=1)
+    policy = extract(eql, OBJECTS, ACTIONS, threshold=0.0, digits=15)
+    coordinates = torch.rand(8, 2, 4, 2, dtype=torch.float64, requires_grad=True)
+    actions = np.arange(8) % 3
+    log_probs = torch.log_softmax(eql.double()(coordinates), dim=-1)[torch.arange(8), torch.as_tensor(actions)]
+    (expected,) = torch.autograd.grad(log_probs.sum(), coordinates)
+    got = policy.log_prob_gradients(coordinates.detach().numpy(), actions)
+    np.testing.assert_allclose(got, expected.reshape(8, -1).numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(policy.probabilities(coordinates.detach().numpy()).sum(axis=1), 1.0)

@@ -1,0 +1,129 @@
+"""Who writes the explanations: an LLM behind an OpenAI-compatible API, or the offline analyst
+that writes the same sections from the equations and gradients themselves."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from insight_cli.errors import InsightError
+from insight_cli.explain.prompts import Decision
+from insight_cli.extract_policy.symbolic import SymbolicPolicy
+
+INFLUENTIAL = 3  # variables an offline explanation names per action
+
+
+class OpenAIBackend:
+    """Chat completions through the `openai` package: OPENAI_API_KEY, and OPENAI_BASE_URL (or
+    --base-url) for any compatible server (vLLM, Ollama, llama.cpp). The client retries
+    connection errors, 408/409/429 and 5xx answers with exponential backoff."""
+
+    def __init__(self, model: str, base_url: str | None, temperature: float, timeout: float, retries: int):
+        import openai
+
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key:
+            raise InsightError(
+                "--llm needs an API key: OPENAI_API_KEY is not set",
+                hint="export OPENAI_API_KEY=... (any value for a local server that ignores keys), or use --llm offline",
+            )
+        self.openai = openai
+        self.model, self.temperature = model, temperature
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
+        self.client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=retries)
+
+    def chat(self, messages: list[dict]) -> str:
+        openai = self.openai
+        try:
+            response = self.client.chat.completions.create(model=self.model, messages=messages, temperature=self.temperature)
+        except openai.AuthenticationError:
+            raise InsightError(f"{self.base_url} refused the API key", hint="check OPENAI_API_KEY") from None
+        except openai.NotFoundError:
+            raise InsightError(f"{self.base_url} does not serve the model {self.model!r}", hint="check --llm") from None
+        except openai.APITimeoutError:
+            raise InsightError(f"{self.base_url} did not answer in time", hint="raise --timeout, or try again") from None
+        except openai.APIConnectionError:
+            raise InsightError(f"cannot reach the LLM server at {self.base_url}",
+                               hint="check --base-url / OPENAI_BASE_URL and that the server runs") from None
+        except openai.APIStatusError as error:
+            raise InsightError(f"{self.base_url} answered {error.status_code}: {error.message}") from None
+        text = response.choices[0].message.content if response.choices else None
+        if not text:
+            raise InsightError(f"{self.base_url} sent an empty answer for the model {self.model!r}")
+        return text.strip()
+
+    def policy_dialogue(self, context: str, questions: list[str]) -> list[str]:
+        """The questions in order, in one conversation, each answer kept for the next."""
+        messages, answers = [{"role": "system", "content": context}], []
+        for question in questions:
+            messages.append({"role": "user", "content": question})
+            answers.append(self.chat(messages))
+            messages.append({"role": "assistant", "content": answers[-1]})
+        return answers
+
+    def decision(self, context: str, prompt: str, decision: Decision) -> str:
+        return self.chat([{"role": "system", "content": context}, {"role": "user", "content": prompt}])
+
+
+class OfflineAnalyst:
+    """Deterministic explanations read off the equations: per action, the variables with the
+    largest typical slope of its logit over reference states, their signs and when the action
+    is chosen; per decision, the largest gradients of the log-probability of the action."""
+
+    def __init__(self, policy: SymbolicPolicy, reference: np.ndarray):
+        self.policy, self.reference = policy, reference  # reference: (N, K, 4, 2) states
+
+    def _action(self, action: int, chosen: np.ndarray, slopes: np.ndarray) -> str:
+        policy, name = self.policy, self.policy.actions[action]
+        typical = np.median(slopes[:, action], axis=0)  # (V,)
+        ranked = [v for v in np.argsort(-np.abs(typical)) if typical[v] != 0][:INFLUENTIAL]
+        if not policy.terms[action]:
+            influence = f"The logit of {name} is 0: no variable moves it."
+        elif not ranked:
+            influence = f"The logit of {name} is a constant, {policy.expressions[action]}."
+        else:
+            parts = [
+                f"{policy.variables[v].name} ({policy.variables[v].meaning}) "
+                f"{'raises' if typical[v] > 0 else 'lowers'} the logit of {name} (typical slope {typical[v]:+.3g})"
+                for v in ranked
+            ]
+            influence = "The most influential variables: " + "; ".join(parts) + "."
+        share = float(np.mean(chosen == action)) if len(chosen) else 0.0
+        when = f"The agent chooses {name} in {share:.0%} of the reference states"
+        if 0 < share < 1 and ranked:
+            inputs = self.reference.reshape(len(self.reference), -1)
+            contrasts = []
+            for v in ranked[:2]:
+                inside, outside = inputs[chosen == action, v].mean(), inputs[chosen != action, v].mean()
+                contrasts.append(f"{policy.variables[v].name} averages {inside:.2f} there against {outside:.2f} elsewhere")
+            when += ", typically when " + " and ".join(contrasts)
+        return f"{influence} {when}."
+
+    def policy_dialogue(self, context: str, questions: list[str]) -> list[str]:
+        slopes = self.policy.logit_gradients(self.reference)  # (N, A, V)
+        chosen = self.policy.act(self.reference)
+        answers = [self._action(a, chosen, slopes) for a in range(len(self.policy.actions))]
+        leading = []
+        for action, name in enumerate(self.policy.actions):
+            typical = np.median(slopes[:, action], axis=0)
+            if np.any(typical):
+                v = int(np.argmax(np.abs(typical)))
+                leading.append(f"{name} follows {self.policy.variables[v].name} "
+                               f"({'raises' if typical[v] > 0 else 'lowers'} its logit)")
+        answers.append("In short: " + ("; ".join(leading) if leading else "no variable moves any logit") + ".")
+        return answers
+
+    def decision(self, context: str, prompt: str, decision: Decision) -> str:
+        policy, name = self.policy, self.policy.actions[decision.action]
+        values = decision.coordinates.reshape(-1)
+        lines = [f"The agent took {name} with probability {decision.probabilities[decision.action]:.2f}."]
+        for v in decision.relevant(policy)[:INFLUENTIAL]:
+            gradient = decision.gradients[v]
+            if gradient == 0:
+                continue
+            lines.append(
+                f"Increasing {policy.variables[v].name} (now {values[v]:.2f}) {'raises' if gradient > 0 else 'lowers'} "
+                f"the probability of {name} (gradient {gradient:+.3g})."
+            )
+        return " ".join(lines)
