@@ -238,7 +238,8 @@ def train(
     cnn_loss_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the perception loss on dataset batches (0: no refinement).")] = 2.0,
     distill_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the EQL actor's imitation of the neural actor.")] = 1.0,
     threshold: Annotated[float, typer.Option(help="Existence probability above which an object's coordinates reach the EQL actor.")] = 0.5,
-    eval_episodes: Annotated[int, typer.Option(min=0, help="Full episodes to evaluate the EQL actor on, every 1% of training.")] = 10,
+    eval_episodes: Annotated[int, typer.Option(min=0, help="Full episodes to evaluate the EQL actor on, every --eval-every of training.")] = 10,
+    eval_every: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of training between evaluations and checkpoints (0.01: every 1%).")] = 0.01,
     run_name: Annotated[Optional[str], typer.Option(help="Run directory name under data/<Game>/runs (default: a timestamp).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue --run-name (or the latest run) from its checkpoint.")] = False,
     device: DeviceOption = Device.auto,
@@ -255,7 +256,7 @@ def train(
             game=game, load_cnn=load_cnn, freeze_cnn=freeze_cnn, perception=perception, dataset=dataset, total_steps=total_steps,
             num_envs=num_envs, num_steps=num_steps, num_minibatches=num_minibatches, update_epochs=update_epochs, lr=lr, ng=ng, reg_weight=reg_weight, n_funcs=n_funcs,
             n_layers=n_layers, cnn_loss_weight=cnn_loss_weight, distill_weight=distill_weight, threshold=threshold,
-            eval_episodes=eval_episodes, run_name=run_name, resume=resume, device=device.value, seed=seed,
+            eval_episodes=eval_episodes, eval_every=eval_every, run_name=run_name, resume=resume, device=device.value, seed=seed,
         )
     )
     returns = result.last_eval.get("eval/eql_return")

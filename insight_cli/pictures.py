@@ -53,7 +53,9 @@ def arrow(canvas: np.ndarray, start, direction, label: str, color=(255, 220, 0),
     tip = (origin + step / (np.linalg.norm(step) or 1.0) * length).astype(int)
     cv2.arrowedLine(canvas, tuple(int(v) for v in origin), tuple(int(v) for v in tip), color, 1, tipLength=0.3)
     (width, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_PLAIN, 0.8, 1)
-    x = int(tip[0]) + 3 if tip[0] + 3 + width < canvas.shape[1] else max(0, int(tip[0]) - 3 - width)
+    # beyond the tip, on the side the arrow points to, unless that leaves the canvas
+    right = step[0] >= 0 and tip[0] + 3 + width < canvas.shape[1]
+    x = int(tip[0]) + 3 if right else max(0, int(tip[0]) - 3 - width)
     cv2.putText(canvas, label, (x, int(tip[1]) + 4), cv2.FONT_HERSHEY_PLAIN, 0.8, color, 1)
     return canvas
 

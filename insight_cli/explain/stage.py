@@ -110,7 +110,7 @@ def _rollout_decisions(agent, policy, game, count: int, seed: int, device) -> li
 
 
 @torch.no_grad()
-def _frame_decision(agent, policy, checkpoint, dataset_path: Path, row: int, device) -> Decision:
+def _frame_decision(agent, policy, dataset_path: Path, row: int, device) -> Decision:
     dataset = load_dataset(dataset_path)
     if row >= dataset.frames.num_rows:
         raise UsageError(f"--frame-index {row} is past the dataset's last frame ({dataset.frames.num_rows - 1})")
@@ -155,7 +155,7 @@ def run(config: ExplainConfig) -> ExplainResult:
     backend = backend or OfflineAnalyst(policy, reference)
 
     if config.frame_index is not None:
-        decisions = [_frame_decision(agent, policy, checkpoint, dataset_path, config.frame_index, device)]
+        decisions = [_frame_decision(agent, policy, dataset_path, config.frame_index, device)]
     else:
         decisions = _rollout_decisions(agent, policy, game, config.decisions, config.seed, device) if config.decisions else []
 

@@ -4,11 +4,13 @@ Every EQL primitive (square, cube, constant, identity, product, add) maps polyno
 polynomials, so the whole actor is a polynomial in its inputs. We prune the weights below a
 threshold, expand exactly with sympy's sparse polynomial ring, drop the expanded terms whose
 coefficient is below the same threshold (every variable lies in [0, 1], so such a term moves
-the logit by less than it), and round what is left to a number of significant digits.
+its logit by less than the threshold), and round what is left to a number of significant
+digits. Expansions that could exceed MAX_EXPANDED_TERMS terms are refused before they start.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,6 +27,7 @@ from insight_cli.train.eql import BINARY, UNARY, EqlActor
 
 AXES = ("x", "y")
 READABLE_TERMS = 20  # a logit longer than this is reported as unreadable
+MAX_EXPANDED_TERMS = 100_000  # beyond this a logit is unreadable and slow to expand: prune more
 
 COORDINATE_CONVENTION = (
     "Coordinates are object centres as fractions of the screen: origin at the top-left corner, "
@@ -158,8 +161,49 @@ def _pruned(weight: torch.Tensor, threshold: float) -> np.ndarray:
     return np.where(np.abs(array) >= threshold, array, 0.0)
 
 
+class TooManyTerms(Exception):
+    """The expansion would exceed MAX_EXPANDED_TERMS terms in some logit."""
+
+    def __init__(self, bound: int):
+        super().__init__(bound)
+        self.bound = bound
+
+
+def term_bound(actor: EqlActor, n_variables: int, threshold: float) -> int:
+    """An upper bound on the terms of the longest expanded logit, from which variables reach
+    each unit and at what degree: cheap, so hopeless expansions are never started."""
+    values = [(frozenset([index]), 1) for index in range(n_variables)]  # (variables, degree) per value
+    for layer in actor.layers:
+        arguments = []
+        for row in _pruned(layer.linear.weight, threshold):
+            inputs = [values[index] for index in np.flatnonzero(row)]
+            arguments.append((frozenset().union(*(v for v, _ in inputs)), max((d for _, d in inputs), default=0)))
+        repeats, unary, pairs = layer.repeats, arguments[: layer.n_unary], arguments[layer.n_unary :]
+        values = []
+        for index, name in enumerate(UNARY):
+            for used, degree in unary[index * repeats : (index + 1) * repeats]:
+                power = {"square": 2, "cube": 3, "constant": 0, "identity": 1}[name]
+                values.append((used if power else frozenset(), degree * power))
+        for index, name in enumerate(BINARY):
+            for unit in range(repeats):
+                (u, du), (v, dv) = pairs[2 * (index * repeats + unit)], pairs[2 * (index * repeats + unit) + 1]
+                values.append((u | v, du + dv if name == "product" else max(du, dv)))
+    bounds = []
+    for row in _pruned(actor.output.weight, threshold):
+        reaching = [values[index] for index in np.flatnonzero(row)]
+        every = frozenset().union(*(v for v, _ in reaching))
+        degree = max((d for _, d in reaching), default=0)
+        # no more than the monomials of each unit, nor than all monomials of that degree
+        bounds.append(1 + min(sum(math.comb(len(v) + d, d) for v, d in reaching), math.comb(len(every) + degree, degree)))
+    return max(bounds, default=1)
+
+
 def expand(actor: EqlActor, n_variables: int, threshold: float) -> list[dict[Monomial, float]]:
-    """The pruned actor's logits, expanded exactly: one {monomial: coefficient} per action."""
+    """The pruned actor's logits, expanded exactly: one {monomial: coefficient} per action.
+    Raises TooManyTerms rather than start an expansion that could exceed MAX_EXPANDED_TERMS."""
+    bound = term_bound(actor, n_variables, threshold)
+    if bound > MAX_EXPANDED_TERMS:
+        raise TooManyTerms(bound)
     _, *generators = ring([f"v{index}" for index in range(n_variables)], RR)
     zero = generators[0] * 0
     values = list(generators)
@@ -194,10 +238,9 @@ def expand(actor: EqlActor, n_variables: int, threshold: float) -> list[dict[Mon
 
 def _build(actor: EqlActor, object_names: list[str], actions: list[str], threshold: float, digits: int) -> SymbolicPolicy:
     variables = variables_for(object_names)
-    scale = actor.config.inverse_temperature
     terms = []
-    for logit in expand(actor, len(variables), threshold):
-        kept = {m: _round(c, digits) for m, c in logit.items() if abs(c) >= threshold * scale}
+    for logit in expand(actor, len(variables), threshold):  # a term below the threshold moves its logit by less
+        kept = {m: _round(c, digits) for m, c in logit.items() if abs(c) >= threshold}
         terms.append({m: c for m, c in kept.items() if c != 0.0})
     return SymbolicPolicy(variables, list(actions), terms, threshold, digits)
 
@@ -208,7 +251,13 @@ def _largest_weight(actor: EqlActor) -> float:
 
 def extract(actor: EqlActor, object_names: list[str], actions: list[str], threshold: float, digits: int) -> SymbolicPolicy:
     """Prune, expand, drop negligible terms and round: the readable policy."""
-    policy = _build(actor, object_names, actions, threshold, digits)
+    try:
+        policy = _build(actor, object_names, actions, threshold, digits)
+    except TooManyTerms as error:
+        raise InsightError(
+            f"--threshold {threshold:g} leaves a logit with up to {error.bound:,} terms, too many to expand or read",
+            hint="prune more: a larger --threshold, or --max-terms N",
+        ) from None
     if not policy.used_variables:
         raise InsightError(
             f"--threshold {threshold:g} prunes every variable from the policy "
@@ -228,7 +277,10 @@ def smallest_pruning(actor: EqlActor, object_names: list[str], actions: list[str
     policies: dict[int, SymbolicPolicy] = {}
 
     def pruned_enough(index: int) -> bool:
-        policies[index] = _build(actor, object_names, actions, float(grid[index]), digits)
+        try:
+            policies[index] = _build(actor, object_names, actions, float(grid[index]), digits)
+        except TooManyTerms:
+            return False
         return not policies[index].used_variables or max(policies[index].term_counts) <= max_terms
 
     failing, passing = -1, len(grid) - 1  # everything is pruned at the last threshold

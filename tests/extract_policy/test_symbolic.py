@@ -5,7 +5,7 @@ from support import toward_the_ball
 
 from insight_cli.errors import InsightError
 from insight_cli.extract_policy.export import markdown, policy_document, python_module, read_policy, write_exports
-from insight_cli.extract_policy.symbolic import extract, smallest_pruning, variables_for
+from insight_cli.extract_policy.symbolic import extract, smallest_pruning, term_bound, variables_for
 from insight_cli.train.eql import EqlActor, EqlConfig
 
 OBJECTS, ACTIONS = ["ball", "paddle"], ["NOOP", "RIGHT", "LEFT"]
@@ -63,21 +63,26 @@ def test_threshold_that_prunes_everything_is_an_error():
 
 
 def test_max_terms_finds_the_least_pruning_that_fits():
-    eql = actor()
-    full = extract(eql, OBJECTS, ACTIONS, threshold=0.0, digits=3)
-    assert max(full.term_counts) > 100
-    policy = smallest_pruning(eql, OBJECTS, ACTIONS, max_terms=6, digits=3, floor=0.001)
-    assert 0 < max(policy.term_counts) <= 6
-    # One grid step less pruning would break the limit (or the search would have stopped there).
-    looser = extract(eql, OBJECTS, ACTIONS, threshold=policy.threshold * 0.8, digits=3)
-    assert max(looser.term_counts) > 6
+    eql = toward_the_ball(OBJECTS, noise=0.3)
+    assert max(extract(eql, OBJECTS, ACTIONS, threshold=0.01, digits=3).term_counts) > 100
+    policy = smallest_pruning(eql, OBJECTS, ACTIONS, max_terms=2, digits=3, floor=0.01)
+    assert policy.term_counts == [0, 2, 2] and 0.3 <= policy.threshold < 1.0
+    # A little less pruning would break the limit: the search stopped at the least.
+    looser = extract(eql, OBJECTS, ACTIONS, threshold=policy.threshold * 0.85, digits=3)
+    assert max(looser.term_counts) > 2
     with pytest.raises(InsightError, match="at most 1 terms"):
         smallest_pruning(toward_the_ball(OBJECTS, noise=0.0), OBJECTS, ACTIONS, max_terms=1, digits=3, floor=0.001)
 
 
-def test_exports_round_trip_and_the_python_policy_matches(tmp_path):
+def test_hopeless_expansions_are_refused_before_they_start():
     eql = actor()
-    policy = smallest_pruning(eql, OBJECTS, ACTIONS, max_terms=8, digits=4, floor=0.001)
+    with pytest.raises(InsightError, match="too many to expand"):
+        extract(EqlActor(EqlConfig(19 * 8, 6)), [f"o{i}" for i in range(19)], list("abcdef"), threshold=0.0, digits=3)
+    assert term_bound(eql, 16, 0.0) == 970  # every monomial of degree <= 3 in 16 variables, and a constant
+
+
+def test_exports_round_trip_and_the_python_policy_matches(tmp_path):
+    policy = extract(actor(), OBJECTS, ACTIONS, threshold=0.05, digits=4)  # a couple of hundred terms per action
     report = {"run": "run.ckpt", "fidelity": {"held_out_fidelity": 0.9}, "returns": {"eql": 1.0, "symbolic": 1.0}}
     document = policy_document(policy, "Catch", {"RIGHT": "move right"}, OBJECTS, report)
     files = write_exports(tmp_path, policy, document)

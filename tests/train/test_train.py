@@ -102,10 +102,11 @@ def test_cli_prints_the_checkpoint_path(catch, tmp_path, monkeypatch):
         app,
         ["train", "--game", "Catch", "--load-cnn", "--perception", str(catch / "perception.ckpt"), "--dataset",
          str(catch / "dataset"), "--total-steps", "64", "--num-envs", "4", "--num-steps", "16", "--eval-episodes", "1",
-         "--run-name", "cli", "--device", "cpu"],
+         "--eval-every", "1.0", "--run-name", "cli", "--device", "cpu"],
     )
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == "data/Catch/runs/cli/run.ckpt"
+    assert load_checkpoint(tmp_path / "data/Catch/runs/cli/run.ckpt").config["eval_every"] == 1.0
     missing = runner.invoke(app, ["train", "--game", "Catch", "--load-cnn", "--dataset", str(catch / "dataset")])
     assert missing.exit_code == 1 and "no checkpoint" in missing.output
 

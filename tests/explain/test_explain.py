@@ -1,5 +1,6 @@
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
@@ -27,10 +28,12 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 
     requests: list[dict] = []
     failures = 0
+    delay = 0.0
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append(body)
+        time.sleep(type(self).delay)
         if type(self).failures:
             type(self).failures -= 1
             return self._send(503, {"error": {"message": "busy", "type": "server_error"}})
@@ -60,8 +63,9 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    FakeOpenAI.requests, FakeOpenAI.failures = [], 0
+    FakeOpenAI.requests, FakeOpenAI.failures, FakeOpenAI.delay = [], 0, 0.0
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    httpd.handle_error = lambda request, address: None  # a client that timed out closed its end: expected
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
@@ -127,6 +131,14 @@ def test_llm_errors(catch_run, tmp_path, server, monkeypatch, key, model, messag
     with pytest.raises(InsightError, match=message):
         run(ExplainConfig(checkpoint=catch_run, llm=model, base_url=server, decisions=0, retries=0, out=tmp_path))
     assert not (tmp_path / "explanation.md").exists()
+
+
+def test_slow_server(catch_run, tmp_path, server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "good-key")
+    FakeOpenAI.delay = 2.0
+    with pytest.raises(InsightError, match="did not answer in time"):
+        run(ExplainConfig(checkpoint=catch_run, llm="fake-model", base_url=server, decisions=0, retries=0, timeout=0.3,
+                          out=tmp_path))
 
 
 def test_unreachable_server(catch_run, tmp_path, monkeypatch):
