@@ -16,15 +16,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --constraint $(VENV)/constraints.txt -e '.[test]'
 	touch $@
 
-# Every stage on Pong, on the CPU, with small budgets (about ten minutes on 2 cores).
+# Every stage on Pong, on the CPU, with the demo preset's small budgets (about six minutes on 2 cores).
 demo: install
 	$(BIN)/insight games
-	$(BIN)/insight segment --game Pong --frames 2000 --device cpu
-	$(BIN)/insight pretrain --game Pong --epochs 3 --device cpu
-	$(BIN)/insight train --game Pong --load-cnn --total-steps 2048 --num-steps 32 --eval-episodes 1 --eval-every 0.5 --run-name demo --device cpu
-	$(BIN)/insight extract-policy data/Pong/runs/demo/run.ckpt --max-terms 8 --episodes 1 --device cpu
-	$(BIN)/insight evaluate data/Pong/runs/demo/run.ckpt --actor symbolic --episodes 2 --video --video-steps 600 --device cpu
-	$(BIN)/insight explain data/Pong/runs/demo/run.ckpt --decisions 2 --device cpu
+	$(BIN)/insight pipeline --game Pong --preset demo --device cpu
 
 test: install
 	$(BIN)/python -m pytest -n 2 -q

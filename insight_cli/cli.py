@@ -404,6 +404,46 @@ def explain(
         console.print(f"[green]wrote[/] {path}", soft_wrap=True, highlight=False)
 
 
+class PresetName(str, Enum):
+    demo = "demo"
+    quick = "quick"
+    paper = "paper"
+
+
+@app.command()
+@verb
+def pipeline(
+    game: GameOption = "Pong",
+    preset: Annotated[PresetName, typer.Option(help="Budgets: demo (minutes on a CPU), quick (an hour or so on a GPU), paper (DESIGN defaults: 10M env steps).")] = PresetName.demo,
+    force: Annotated[bool, typer.Option("--force", help="Redo every stage, even those whose outputs are up to date.")] = False,
+    llm: Annotated[str, typer.Option(help="Explain with: offline, or a model behind an OpenAI-compatible API (see `insight explain --help`).")] = "offline",
+    device: DeviceOption = Device.auto,
+    seed: SeedOption = 0,
+    verbose: VerboseOption = False,
+) -> None:
+    """Run every stage on one game: segment, pretrain, train, extract-policy, evaluate (neural,
+    EQL and symbolic actors) and explain, under data/<Game>/ (the run is runs/<preset>).
+    Stages whose outputs are up to date are skipped; an interrupted train resumes."""
+    from insight_cli.pipeline import PipelineConfig, run
+
+    result = run(PipelineConfig(game=game, preset=preset.value, force=force, llm=llm, device=device.value, seed=seed))
+    table = Table(title=f"{game}, preset {preset.value}")
+    table.add_column("what")
+    table.add_column("result")
+    for actor, summary in result.scores.items():
+        table.add_row(f"{actor} actor return", f"{summary['mean']:.2f} +- {summary['std']:.2f} over {summary['episodes']} episodes")
+    table.add_row("terms per action", ", ".join(f"{name} {count}" for name, count in result.policy["terms"].items()))
+    fidelity = result.policy["fidelity"]
+    shown = f"{fidelity['held_out_fidelity']:.1%} held-out"
+    if "rollout_fidelity" in fidelity:
+        shown += f", {fidelity['rollout_fidelity']:.1%} rollouts"
+    table.add_row("fidelity of the equations", shown)
+    check = result.faithfulness
+    table.add_row("explanation", f"{result.explanation} ({check['supported']} of {check['claims']} claims supported)")
+    table.add_row("stages run / up to date", f"{', '.join(result.ran) or '-'} / {', '.join(result.skipped) or '-'}")
+    console.print(table)
+
+
 def _describe_game(spec) -> None:
     console.print(f"[bold]{spec.name}[/]" + (f"  (ALE: {spec.ale_id})" if spec.ale_id else "  (built-in)"))
     console.print(spec.task)

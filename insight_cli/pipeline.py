@@ -1,0 +1,158 @@
+"""`insight pipeline`: segment -> pretrain -> train -> extract-policy -> evaluate -> explain
+on one game with one budget preset, skipping stages whose outputs are up to date.
+
+A stage is up to date when its output exists, is newer than the outputs it was made from, and
+`data/<Game>/pipeline.json` records that it was made with the same settings. An interrupted
+train stage resumes. (extract-policy runs before evaluate: the symbolic actor plays the
+exported policy.)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from insight_cli.errors import UsageError
+from insight_cli.files import write_atomically
+from insight_cli.games import get_game
+from insight_cli.progress import console
+
+STAGES = ("segment", "pretrain", "train", "extract-policy", "evaluate", "explain")
+ACTORS = ("neural", "eql", "symbolic")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Budgets for every stage; `paper` is DESIGN's defaults."""
+
+    frames: int  # segment
+    epochs: int  # pretrain
+    total_steps: int  # train, env steps
+    num_steps: int
+    eval_episodes: int  # train's periodic EQL evaluation
+    eval_every: float
+    episodes: int  # evaluate, per actor, and extract-policy's rollouts
+    max_terms: int | None  # extract-policy
+    decisions: int  # explain
+    hidden: int = 2048  # perception CNN width (pretrain)
+
+
+PRESETS = {
+    "demo": Preset(frames=2000, epochs=3, total_steps=2048, num_steps=32, eval_episodes=1, eval_every=0.5, episodes=2,
+                   max_terms=8, decisions=2),
+    "quick": Preset(frames=10_000, epochs=10, total_steps=500_000, num_steps=128, eval_episodes=5, eval_every=0.05,
+                    episodes=5, max_terms=10, decisions=3),
+    "paper": Preset(frames=10_000, epochs=30, total_steps=10_000_000, num_steps=128, eval_episodes=10, eval_every=0.01,
+                    episodes=10, max_terms=None, decisions=3),
+}
+
+
+@dataclass
+class PipelineConfig:
+    game: str = "Pong"
+    preset: str = "demo"
+    force: bool = False  # redo every stage
+    llm: str = "offline"
+    device: str = "auto"
+    seed: int = 0
+
+
+@dataclass
+class PipelineResult:
+    ran: list[str]
+    skipped: list[str]
+    scores: dict  # actor -> evaluate summary
+    policy: dict  # terms per action, fidelity
+    explanation: Path
+    faithfulness: dict
+
+
+def _newer(output: Path, *inputs: Path) -> bool:
+    return output.exists() and all(output.stat().st_mtime >= source.stat().st_mtime for source in inputs if source.exists())
+
+
+def run(config: PipelineConfig) -> PipelineResult:
+    if config.preset not in PRESETS:
+        raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, got {config.preset!r}")
+    from insight_cli.evaluate.stage import EvaluateConfig
+    from insight_cli.evaluate.stage import run as evaluate
+    from insight_cli.explain.stage import ExplainConfig
+    from insight_cli.explain.stage import run as explain
+    from insight_cli.extract_policy.stage import ExtractConfig
+    from insight_cli.extract_policy.stage import run as extract
+    from insight_cli.pretrain.stage import PretrainConfig
+    from insight_cli.pretrain.stage import run as pretrain
+    from insight_cli.segment.stage import SegmentConfig
+    from insight_cli.segment.stage import run as segment
+    from insight_cli.train.stage import TrainConfig
+    from insight_cli.train.stage import run as train
+
+    game = get_game(config.game)
+    preset = PRESETS[config.preset]
+    root = Path("data") / game.name
+    run_dir = root / "runs" / config.preset
+    dataset, perception, checkpoint = root / "dataset", root / "perception.ckpt", run_dir / "run.ckpt"
+    manifest_path = root / "pipeline.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() and not config.force else {}
+    common = {"device": config.device, "seed": config.seed}
+    configs = {
+        "segment": SegmentConfig(game=game.name, frames=preset.frames, out=dataset, **common),
+        "pretrain": PretrainConfig(game=game.name, dataset=dataset, out=perception, epochs=preset.epochs,
+                                  hidden=preset.hidden, **common),
+        "train": TrainConfig(game=game.name, load_cnn=True, perception=perception, dataset=dataset, runs_dir=root / "runs",
+                             run_name=config.preset, total_steps=preset.total_steps, num_steps=preset.num_steps,
+                             eval_episodes=preset.eval_episodes, eval_every=preset.eval_every, **common),
+        "extract-policy": ExtractConfig(checkpoint=checkpoint, max_terms=preset.max_terms, episodes=preset.episodes, **common),
+        "evaluate": [EvaluateConfig(checkpoint=checkpoint, actor=actor, episodes=preset.episodes, video=actor == "symbolic",
+                                    **common) for actor in ACTORS],
+        "explain": ExplainConfig(checkpoint=checkpoint, llm=config.llm, decisions=preset.decisions, **common),
+    }
+    outputs = {
+        "segment": (dataset / "dataset.json", []),
+        "pretrain": (perception, [dataset / "dataset.json"]),
+        "train": (checkpoint, [perception]),
+        "extract-policy": (run_dir / "policy.json", [checkpoint]),
+        "evaluate": (run_dir / "evaluation" / "symbolic.json", [run_dir / "policy.json"]),
+        "explain": (run_dir / "explanation.json", [run_dir / "policy.json"]),
+    }
+
+    def settings(stage: str) -> str:
+        value = configs[stage]
+        return json.dumps([asdict(c) for c in value] if isinstance(value, list) else asdict(value), default=str, sort_keys=True)
+
+    runners = {"segment": segment, "pretrain": pretrain, "train": train, "extract-policy": extract,
+               "evaluate": evaluate, "explain": explain}
+    ran, skipped, stale = [], [], False
+    for number, stage in enumerate(STAGES, start=1):
+        output, inputs = outputs[stage]
+        same = manifest.get(stage) == settings(stage)
+        resume = stage == "train" and same and not stale and _unfinished(checkpoint)
+        if not stale and same and not resume and _newer(output, *inputs):
+            skipped.append(stage)
+            console.rule(f"[{number}/{len(STAGES)}] {stage}: up to date")
+            continue
+        stale = True  # everything after a stage that runs is redone
+        console.rule(f"[{number}/{len(STAGES)}] {stage}" + (" (resuming)" if resume else ""))
+        value = replace(configs[stage], resume=True) if resume else configs[stage]
+        for stage_config in value if isinstance(value, list) else [value]:
+            runners[stage](stage_config)
+        manifest[stage] = settings(stage)
+        write_atomically(manifest_path, json.dumps(manifest, indent=2))
+        ran.append(stage)
+
+    scores = {actor: json.loads((run_dir / "evaluation" / f"{actor}.json").read_text()) for actor in ACTORS}
+    policy = json.loads((run_dir / "policy.json").read_text())
+    explanation = json.loads((run_dir / "explanation.json").read_text())
+    return PipelineResult(ran, skipped, scores, {"terms": policy["terms"], "fidelity": policy["fidelity"]},
+                          run_dir / "explanation.md", explanation["faithfulness"])
+
+
+def _unfinished(checkpoint: Path) -> bool:
+    """A run.ckpt whose training stopped before its last update (Ctrl-C)."""
+    from insight_cli.checkpoint import load_checkpoint
+
+    if not checkpoint.exists():
+        return False
+    meta = load_checkpoint(checkpoint, kind="run").meta
+    return meta["update"] < meta["num_updates"]
