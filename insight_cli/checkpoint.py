@@ -4,7 +4,7 @@ A checkpoint is a dict of plain data and tensors, so it loads with
 `torch.load(weights_only=True)` (no code is ever unpickled). It is written to a temporary file
 and renamed into place, so a crash never leaves a half-written checkpoint.
 
-    {"format": "insight-checkpoint", "format_version": 1, "kind": "perception" | "run" | ...,
+    {"format": "insight-checkpoint", "format_version": 1, "kind": "perception" | "run" | "run-resume",
      "config": {...}, "meta": {...}, "state": {name: state_dict or tensor}}
 """
 

@@ -251,31 +251,27 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
         return perception_loss(agent.perception(stacks), targets, weights).total
 
     def save(update: int) -> None:
+        """run.ckpt holds what the later stages need (the agent); run.resume.ckpt, written first,
+        the optimizer, RNG and env state that only --resume needs."""
         if not ranks.main:
             return
-        save_checkpoint(
-            checkpoint_path,
-            "run",
-            _plain(config),
-            {**meta, "global_step": global_step, "update": update, "num_updates": num_updates, "last_eval": last_eval},
-            {
-                "agent": agent.state_dict(),
-                "resume": {
-                    "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-                    "env": env.state() if hasattr(env, "state") else None,
-                    "next_obs": next_obs,
-                    "next_done": next_done,
-                    "episode_returns": episode_returns.tolist(),
-                    "update": update,
-                    "global_step": global_step,
-                    "last_eval": last_eval,
-                    "rows": logger.rows,
-                },
-            },
-        )
+        run_meta = {**meta, "global_step": global_step, "update": update, "num_updates": num_updates, "last_eval": last_eval}
+        resume_state = {
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+            "env": env.state() if hasattr(env, "state") else None,
+            "next_obs": next_obs,
+            "next_done": next_done,
+            "episode_returns": episode_returns.tolist(),
+            "update": update,
+            "global_step": global_step,
+            "last_eval": last_eval,
+            "rows": logger.rows,
+        }
+        save_checkpoint(_resume_path(checkpoint_path), "run-resume", _plain(config), run_meta, resume_state)
+        save_checkpoint(checkpoint_path, "run", _plain(config), run_meta, {"agent": agent.state_dict()})
 
     recent_returns: deque[float] = deque(maxlen=20)  # the last finished training episodes
     started, steps_at_start, steps_per_second = time.perf_counter(), global_step, 0.0
@@ -369,6 +365,10 @@ def _evaluate(agent, game, data, weights, config, device, meta, update, ranks) -
     return scores
 
 
+def _resume_path(checkpoint_path: Path) -> Path:
+    return checkpoint_path.with_name("run.resume.ckpt")
+
+
 def _restore(checkpoint_path: Path, config, agent, optimizer, generator, env, meta) -> dict:
     checkpoint = load_checkpoint(checkpoint_path, kind="run")
     saved = {key: value for key, value in checkpoint.config.items() if key not in ("resume", "run_name")}
@@ -377,7 +377,10 @@ def _restore(checkpoint_path: Path, config, agent, optimizer, generator, env, me
     if changed:
         raise InsightError(f"--resume: {checkpoint_path} was trained with other settings ({', '.join(changed)})",
                            hint="resume with the same options")
-    resume = checkpoint.state["resume"]
+    resume = load_checkpoint(_resume_path(checkpoint_path), kind="run-resume").state
+    if resume["update"] != checkpoint.meta["update"]:
+        raise InsightError(f"--resume: {_resume_path(checkpoint_path)} does not belong to {checkpoint_path}",
+                           hint="both are written by the same save; was one of them copied or replaced?")
     agent.load_state_dict(checkpoint.state["agent"])
     optimizer.load_state_dict(resume["optimizer"])
     generator.set_state(resume["generator"])

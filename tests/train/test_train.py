@@ -7,7 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from insight_cli.checkpoint import load_checkpoint
+from insight_cli.checkpoint import load_checkpoint, save_checkpoint
 from insight_cli.cli import app
 from insight_cli.errors import InsightError, UsageError
 from insight_cli.pretrain.stage import PretrainConfig
@@ -64,6 +64,8 @@ def test_interrupted_run_resumes_to_the_same_weights(catch, tmp_path, monkeypatc
         run(tiny(catch, tmp_path / "b"))
     interrupted = load_checkpoint(tmp_path / "b" / "runs" / "tiny" / "run.ckpt", kind="run")
     assert interrupted.meta["update"] == 1
+    assert set(interrupted.state) == {"agent"}  # the optimizer etc. live in run.resume.ckpt
+    assert load_checkpoint(tmp_path / "b" / "runs" / "tiny" / "run.resume.ckpt", kind="run-resume").state["update"] == 1
     monkeypatch.setattr(stage, "ppo_update", real_update)
     resumed = run(tiny(catch, tmp_path / "b", resume=True))
     assert resumed.global_step == straight.global_step
@@ -73,10 +75,15 @@ def test_interrupted_run_resumes_to_the_same_weights(catch, tmp_path, monkeypatc
         assert torch.equal(tensor, weights_b[name]), name
 
 
-def test_resume_refuses_other_settings(catch, tmp_path):
+def test_resume_refuses_other_settings_and_a_foreign_resume_file(catch, tmp_path):
     run(tiny(catch, tmp_path, total_steps=64))
     with pytest.raises(InsightError, match="other settings.*lr"):
         run(tiny(catch, tmp_path, total_steps=64, lr=1e-3, resume=True))
+    resume_file = tmp_path / "runs" / "tiny" / "run.resume.ckpt"
+    saved = load_checkpoint(resume_file)
+    save_checkpoint(resume_file, "run-resume", saved.config, saved.meta, {**saved.state, "update": 99})
+    with pytest.raises(InsightError, match="does not belong to"):
+        run(tiny(catch, tmp_path, total_steps=64, resume=True))
 
 
 def test_bad_inputs(catch, tmp_path):
