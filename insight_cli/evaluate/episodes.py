@@ -7,18 +7,44 @@ through the same loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from insight_cli.envs import make_vector_env
+from insight_cli.envs import make_frame_source, make_vector_env
 from insight_cli.games import GameSpec
 
 # (B, 4, 84, 84) uint8 observations -> (B,) actions and (B, K, 4, 2) object coordinates
 Actor = Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]]
 ACTORS = ("neural", "eql", "symbolic")
+
+
+class Step(NamedTuple):
+    rgb: np.ndarray  # (H, W, 3) the full frame the actor saw
+    action: int
+    coordinates: np.ndarray  # (K, 4, 2) what the actor decided on
+    score: float  # the episode's score before this step
+    reward: float  # what the action earned
+
+
+def watch_episode(act: Actor, game: GameSpec, seed: int, device: torch.device, max_steps: int) -> Iterator[Step]:
+    """One episode on a single env with full RGB frames (from the same start as env 0 of
+    `play_episodes` with this seed), at most `max_steps` steps, for pictures and videos."""
+    source = make_frame_source(game, seed=seed, mode="eval")
+    frame, score = source.reset(), 0.0
+    try:
+        for _ in range(max_steps):
+            actions, coordinates = act(torch.from_numpy(frame.stack[None]).to(device))
+            rgb, action = frame.rgb, int(actions[0])
+            frame, reward, done = source.step(action)
+            yield Step(rgb, action, coordinates[0], score, reward)
+            score += reward
+            if done:
+                break
+    finally:
+        source.close()
 
 
 class Episodes(NamedTuple):

@@ -12,9 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from insight_cli.envs import make_frame_source
 from insight_cli.errors import UsageError
-from insight_cli.evaluate.episodes import ACTORS, agent_actor, play_episodes
+from insight_cli.evaluate.episodes import ACTORS, agent_actor, play_episodes, watch_episode
 from insight_cli.files import atomic_output, write_atomically
 from insight_cli.games import get_game
 from insight_cli.pictures import caption, mark_points, upscale, write_video
@@ -98,20 +97,12 @@ def run(config: EvaluateConfig) -> EvaluateResult:
 def record_video(path: Path, act, game, object_names: list[str], seed: int, max_steps: int, device: torch.device) -> float:
     """One greedy episode (from the same start as the first evaluation episode) as an mp4 with
     each present object's predicted centre and name drawn on the full frame; returns its score."""
-    source = make_frame_source(game, seed=seed, mode="eval")
-    frame, score, canvases = source.reset(), 0.0, []
-    try:
-        for _ in range(max_steps):
-            actions, coordinates = act(torch.from_numpy(frame.stack[None]).to(device))
-            current = coordinates[0, :, -1]  # (K, 2) newest frame
-            present = np.flatnonzero(current.any(axis=-1))
-            canvas = mark_points(upscale(frame.rgb), current[present], [object_names[i] for i in present])
-            canvases.append(caption(canvas, f"{game.action_names[int(actions[0])]}  score {score:g}"))
-            frame, reward, done = source.step(int(actions[0]))
-            score += reward
-            if done:
-                break
-    finally:
-        source.close()
+    canvases, score = [], 0.0
+    for step in watch_episode(act, game, seed, device, max_steps):
+        current = step.coordinates[:, -1]  # (K, 2) newest frame
+        present = np.flatnonzero(current.any(axis=-1))
+        canvas = mark_points(upscale(step.rgb), current[present], [object_names[i] for i in present])
+        canvases.append(caption(canvas, f"{game.action_names[step.action]}  score {step.score:g}"))
+        score = step.score + step.reward
     write_video(path, canvases)
     return score

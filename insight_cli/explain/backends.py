@@ -74,9 +74,9 @@ class OfflineAnalyst:
     def __init__(self, policy: SymbolicPolicy, reference: np.ndarray):
         self.policy, self.reference = policy, reference  # reference: (N, K, 4, 2) states
 
-    def _action(self, action: int, chosen: np.ndarray, slopes: np.ndarray) -> str:
+    def _action(self, action: int, chosen: np.ndarray, typical: np.ndarray) -> str:
+        """typical: (V,) median slope of this action's logit over the reference states."""
         policy, name = self.policy, self.policy.actions[action]
-        typical = np.median(slopes[:, action], axis=0)  # (V,)
         ranked = [v for v in np.argsort(-np.abs(typical)) if typical[v] != 0][:INFLUENTIAL]
         if not policy.terms[action]:
             influence = f"The logit of {name} is 0: no variable moves it."
@@ -101,16 +101,15 @@ class OfflineAnalyst:
         return f"{influence} {when}."
 
     def policy_dialogue(self, context: str, questions: list[str]) -> list[str]:
-        slopes = self.policy.logit_gradients(self.reference)  # (N, A, V)
+        typical = np.median(self.policy.logit_gradients(self.reference), axis=0)  # (A, V) over (N, A, V)
         chosen = self.policy.act(self.reference)
-        answers = [self._action(a, chosen, slopes) for a in range(len(self.policy.actions))]
+        answers = [self._action(a, chosen, typical[a]) for a in range(len(self.policy.actions))]
         leading = []
         for action, name in enumerate(self.policy.actions):
-            typical = np.median(slopes[:, action], axis=0)
-            if np.any(typical):
-                v = int(np.argmax(np.abs(typical)))
+            if np.any(typical[action]):
+                v = int(np.argmax(np.abs(typical[action])))
                 leading.append(f"{name} follows {self.policy.variables[v].name} "
-                               f"({'raises' if typical[v] > 0 else 'lowers'} its logit)")
+                               f"({'raises' if typical[action, v] > 0 else 'lowers'} its logit)")
         answers.append("In short: " + ("; ".join(leading) if leading else "no variable moves any logit") + ".")
         return answers
 

@@ -12,9 +12,8 @@ import numpy as np
 import torch
 
 from insight_cli.dataset import load_dataset
-from insight_cli.envs import make_frame_source
 from insight_cli.errors import UsageError
-from insight_cli.evaluate.episodes import agent_actor
+from insight_cli.evaluate.episodes import agent_actor, watch_episode
 from insight_cli.explain import faithfulness
 from insight_cli.explain.backends import OfflineAnalyst, OpenAIBackend
 from insight_cli.explain.prompts import Decision, context, decision_prompt, policy_questions
@@ -69,19 +68,21 @@ def _validate(config: ExplainConfig) -> None:
         raise UsageError("--timeout must be positive and --retries at least 0")
 
 
-def _policy(config: ExplainConfig, path: Path) -> SymbolicPolicy:
+def _policy(config: ExplainConfig, path: Path) -> tuple[SymbolicPolicy, np.ndarray | None]:
     """--policy; else the policy.json extracted from this run, next to it; else a new
-    extraction, written next to the run as `insight extract-policy --max-terms` would."""
+    extraction, written next to the run as `insight extract-policy --max-terms` would, whose
+    held-out states come back too (None otherwise)."""
     if config.policy is not None:
-        return read_policy(config.policy)[0]
+        return read_policy(config.policy)[0], None
     own = path.parent / "policy.json"
     if own.exists():
         policy, document = read_policy(own)
         if Path(document.get("run", "")).resolve() == path.resolve():
-            return policy
+            return policy, None
     console.print(f"extracting the policy (--max-terms {config.max_terms}) next to {path}")
-    return extract(ExtractConfig(checkpoint=path, max_terms=config.max_terms, episodes=0, device=config.device,
-                                 seed=config.seed)).policy
+    result = extract(ExtractConfig(checkpoint=path, max_terms=config.max_terms, episodes=0, device=config.device,
+                                   seed=config.seed))
+    return result.policy, result.held_out
 
 
 def _decide(policy: SymbolicPolicy, source: str, rgb: np.ndarray, coordinates: np.ndarray) -> Decision:
@@ -93,20 +94,9 @@ def _decide(policy: SymbolicPolicy, source: str, rgb: np.ndarray, coordinates: n
 
 def _rollout_decisions(agent, policy, game, count: int, seed: int, device) -> list[Decision]:
     """`count` states of one fresh greedy episode (at most ROLLOUT_STEPS), chosen at random."""
-    act = agent_actor(agent, "symbolic", policy)
-    source = make_frame_source(game, seed=seed, mode="eval")
-    frame, seen = source.reset(), []
-    try:
-        for _ in range(ROLLOUT_STEPS):
-            actions, coordinates = act(torch.from_numpy(frame.stack[None]).to(device))
-            seen.append((frame.rgb, coordinates[0]))
-            frame, _, done = source.step(int(actions[0]))
-            if done:
-                break
-    finally:
-        source.close()
+    seen = list(watch_episode(agent_actor(agent, "symbolic", policy), game, seed, device, ROLLOUT_STEPS))
     steps = sorted(np.random.default_rng(seed).choice(len(seen), size=min(count, len(seen)), replace=False))
-    return [_decide(policy, f"rollout step {step}", *seen[step]) for step in steps]
+    return [_decide(policy, f"rollout step {step}", seen[step].rgb, seen[step].coordinates) for step in steps]
 
 
 @torch.no_grad()
@@ -114,8 +104,9 @@ def _frame_decision(agent, policy, dataset_path: Path, row: int, device) -> Deci
     dataset = load_dataset(dataset_path)
     if row >= dataset.frames.num_rows:
         raise UsageError(f"--frame-index {row} is past the dataset's last frame ({dataset.frames.num_rows - 1})")
-    stacks = dataset.gray_frames()[np.maximum(dataset.stack_indices()[row], 0)]
-    stacks[dataset.stack_indices()[row] < 0] = 0  # frames before the episode began are blank
+    rows = dataset.stack_indices()[row]  # (4,) -1 before the episode began
+    stacks = dataset.gray_frames()[np.maximum(rows, 0)]
+    stacks[rows < 0] = 0  # frames before the episode began are blank
     coordinates = agent(torch.from_numpy(stacks[None]).to(device)).coordinates.float().cpu().numpy()[0]
     return _decide(policy, f"dataset frame {row}", dataset.rgb(row), coordinates)
 
@@ -149,9 +140,10 @@ def run(config: ExplainConfig) -> ExplainResult:
         backend = OpenAIBackend(config.llm, config.base_url, config.temperature, config.timeout, config.retries)
     agent, checkpoint = load_agent(path, device, require_eql=True)
     game = get_game(checkpoint.meta["game"])
-    policy = _policy(config, path)
+    policy, reference = _policy(config, path)
     dataset_path = Path(checkpoint.meta["dataset"])
-    reference, _ = held_out_states(agent, checkpoint, dataset_path, device)
+    if reference is None:
+        reference, _ = held_out_states(agent, checkpoint, dataset_path, device)
     backend = backend or OfflineAnalyst(policy, reference)
 
     if config.frame_index is not None:

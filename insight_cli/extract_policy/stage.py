@@ -42,6 +42,7 @@ class ExtractResult:
     policy: SymbolicPolicy
     fidelity: dict
     returns: dict
+    held_out: np.ndarray  # (N, K, 4, 2) the EQL actor's inputs on the dataset's test split
 
 
 def _validate(config: ExtractConfig) -> None:
@@ -103,4 +104,4 @@ def run(config: ExtractConfig) -> ExtractResult:
               "terms": dict(zip(actions, policy.term_counts))}
     document = policy_document(policy, game.name, game.actions, object_names, report)
     files = write_exports(Path(config.out or path.parent), policy, document)
-    return ExtractResult(files, policy, fidelity, returns)
+    return ExtractResult(files, policy, fidelity, returns, states)

@@ -13,9 +13,9 @@ import numpy as np
 from insight_cli.dataset import DatasetWriter
 from insight_cli.errors import UsageError
 from insight_cli.games import GameSpec, get_game
+from insight_cli.pictures import annotate, write_contact_sheet, write_video
 from insight_cli.progress import progress_bar
 from insight_cli.segment.naming import load_name_overrides
-from insight_cli.pictures import annotate, write_contact_sheet, write_video
 from insight_cli.segment.sources import check_recording, play, read_recording
 from insight_cli.segment.tracking import Tracker
 
