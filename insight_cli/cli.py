@@ -103,11 +103,11 @@ def games(
     table.add_column("kind")
     table.add_column("actions")
     table.add_column("named objects")
-    catalogued = [get_game("Catch"), *PAPER_GAMES]
+    catalogued = [get_game("Catch"), get_game("MetaDrive"), *PAPER_GAMES]
     names = known_game_names() if all_games else [spec.name for spec in catalogued]
     for name in names:
         spec = get_game(name)
-        kind = "built-in" if spec.builtin else ("paper" if spec.paper else "ALE")
+        kind = "built-in" if spec.builtin else "driving" if spec.continuous else "paper" if spec.paper else "ALE"
         table.add_row(spec.name, kind, " ".join(spec.action_names), ", ".join(o.name for o in spec.objects) or "-")
     console.print(table)
     if not all_games:
@@ -118,9 +118,11 @@ def games(
 
 
 class SegmentBackend(str, Enum):
+    auto = "auto"
     classic = "classic"
     fastsam = "fastsam"
     sam = "sam"
+    simulator = "simulator"
 
 
 @app.command()
@@ -130,8 +132,9 @@ def segment(
     frames: Annotated[int, typer.Option(min=1, help="Frames to collect (or to read from --input at most).")] = 10_000,
     backend: Annotated[
         SegmentBackend,
-        typer.Option(help="classic: colour background model, no weights; fastsam: FastSAM (ultralytics); sam: Segment Anything."),
-    ] = SegmentBackend.classic,
+        typer.Option(help="classic: colour background model, no weights; fastsam: FastSAM (ultralytics); sam: Segment Anything; "
+                     "simulator: the simulator's own object boxes (MetaDrive); auto: simulator for MetaDrive, else classic."),
+    ] = SegmentBackend.auto,
     checkpoint: Annotated[
         Optional[Path], typer.Option(help="Weights for fastsam (FastSAM-s.pt / FastSAM-x.pt) or sam (sam_vit_*.pth).")
     ] = None,
@@ -233,6 +236,9 @@ def train(
     lr: Annotated[float, typer.Option(help="Adam learning rate, annealed linearly to 0.")] = 2.5e-4,
     ng: Annotated[bool, typer.Option("--ng/--no-ng", help="Neural guidance: the neural actor acts and the EQL actor imitates it; --no-ng trains the EQL actor by PPO directly.")] = True,
     reg_weight: Annotated[float, typer.Option(help="Final weight of the EQL sparsity penalty (ramped up from 0; paper: 1e-3).")] = 1e-3,
+    clip_coef: Annotated[float, typer.Option(min=0.0, help="PPO clipping range (paper: 0.1 on Atari, 0.2 on MetaDrive).")] = 0.1,
+    kl_coef: Annotated[float, typer.Option(min=0.0, help="Weight of a KL penalty on each policy change (paper's MetaDrive runs: 0.2).")] = 0.0,
+    ego_state: Annotated[bool, typer.Option("--ego-state/--no-ego-state", help="MetaDrive: give the ego state (speed, heading, lane position, ...) to the actors and the critic next to the pixels.")] = True,
     n_funcs: Annotated[int, typer.Option(min=1, help="EQL primitives: each is repeated 2 x n-funcs times.")] = 4,
     n_layers: Annotated[int, typer.Option(min=1, help="EQL symbolic layers.")] = 1,
     cnn_loss_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the perception loss on dataset batches (0: no refinement).")] = 2.0,
@@ -254,7 +260,8 @@ def train(
     result = run(
         TrainConfig(
             game=game, load_cnn=load_cnn, freeze_cnn=freeze_cnn, perception=perception, dataset=dataset, total_steps=total_steps,
-            num_envs=num_envs, num_steps=num_steps, num_minibatches=num_minibatches, update_epochs=update_epochs, lr=lr, ng=ng, reg_weight=reg_weight, n_funcs=n_funcs,
+            num_envs=num_envs, num_steps=num_steps, num_minibatches=num_minibatches, update_epochs=update_epochs, lr=lr, ng=ng, reg_weight=reg_weight,
+            clip_coef=clip_coef, kl_coef=kl_coef, ego_state=ego_state, n_funcs=n_funcs,
             n_layers=n_layers, cnn_loss_weight=cnn_loss_weight, distill_weight=distill_weight, threshold=threshold,
             eval_episodes=eval_episodes, eval_every=eval_every, run_name=run_name, resume=resume, device=device.value, seed=seed,
         )
@@ -445,7 +452,8 @@ def pipeline(
 
 
 def _describe_game(spec) -> None:
-    console.print(f"[bold]{spec.name}[/]" + (f"  (ALE: {spec.ale_id})" if spec.ale_id else "  (built-in)"))
+    origin = f"ALE: {spec.ale_id}" if spec.ale_id else "MetaDrive, continuous actions" if spec.continuous else "built-in"
+    console.print(f"[bold]{spec.name}[/]  ({origin})")
     console.print(spec.task)
     actions = Table(title="actions")
     actions.add_column("#", justify="right")

@@ -41,6 +41,7 @@ class GameSpec:
     ale_id: str | None = None  # ALE ROM id ("pong"); None for built-in games
     background: tuple[RGB, ...] = ()  # colours that are never objects (playfield, walls)
     paper: bool = False  # one of the nine games of the INSIGHT paper
+    continuous: bool = False  # each entry of `actions` is a number in [-1, 1] set every step (MetaDrive)
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -49,7 +50,7 @@ class GameSpec:
 
     @property
     def builtin(self) -> bool:
-        return self.ale_id is None
+        return self.ale_id is None and not self.continuous
 
 
 # The discs beside Qbert's pyramid cycle through nearly the whole palette; these are the
@@ -890,6 +891,28 @@ CATCH = GameSpec(
     ),
 )
 
+# Vehicles are drawn in one colour; their boxes come from the simulator itself (segment's
+# `simulator` backend), nearest first: vehicle1 is the nearest other car.
+METADRIVE = GameSpec(
+    name="MetaDrive",
+    task=(
+        "Driving in the MetaDrive simulator, seen from above with the ego car at the centre of "
+        "the view and heading up (the view is 42 m x 42 m). Follow the road to the destination "
+        "without leaving the road or hitting other vehicles; the reward is about 1 per metre of "
+        "progress, +10 for reaching the destination and -5 for a crash or leaving the road."
+    ),
+    actions={
+        "steering": "steer: -1 full right, +1 full left",
+        "throttle": "throttle: +1 full throttle, -1 full brake",
+    },
+    continuous=True,
+    objects=(
+        ObjectSpec("ego", "the car you drive, at the centre of the view", colors=((224, 177, 67),),
+                   region=(0.4, 0.35, 0.6, 0.65)),
+        ObjectSpec("vehicle", "another car, nearest first", colors=((224, 177, 67),), max_count=32),
+    ),
+)
+
 PAPER_GAMES: tuple[GameSpec, ...] = (
     _PONG,
     _BEAMRIDER,
@@ -902,7 +925,7 @@ PAPER_GAMES: tuple[GameSpec, ...] = (
     _MSPACMAN,
 )
 
-_BUILTIN = {CATCH.name: CATCH}
+_BUILTIN = {CATCH.name: CATCH, METADRIVE.name: METADRIVE}
 _PAPER = {game.name: game for game in PAPER_GAMES}
 
 

@@ -36,6 +36,10 @@ def make_vector_env(
     if backend not in BACKENDS:
         raise UsageError(f"unknown env backend {backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
     spec, rules = _resolve(game, mode)
+    if spec.continuous:
+        from insight_cli.envs.metadrive import MetaDriveVectorEnv
+
+        return MetaDriveVectorEnv(num_envs, seed, spec.action_names)
     if spec.builtin:
         from insight_cli.envs.catch import CatchVectorEnv
 
@@ -49,10 +53,15 @@ def make_vector_env(
     return AleVectorEnv(spec, num_envs, seed, rules)
 
 
-def make_frame_source(game: str | GameSpec, seed: int = 0, mode: str = "train") -> FrameSource:
+def make_frame_source(game: str | GameSpec, seed: int = 0, mode: str = "train", expert: bool = False) -> FrameSource:
     """One env of `game` that yields the full RGB frame and the exact training view together;
-    with the same seed and actions its views equal env 0 of `make_vector_env`."""
+    with the same seed and actions its views equal env 0 of `make_vector_env`. `expert`: the
+    simulator's own driver steers and actions are ignored (MetaDrive, for collecting frames)."""
     spec, rules = _resolve(game, mode)
+    if spec.continuous:
+        from insight_cli.envs.metadrive import MetaDriveFrameSource
+
+        return MetaDriveFrameSource(seed, spec.action_names, expert)
     if spec.builtin:
         from insight_cli.envs.catch import CatchFrameSource
 

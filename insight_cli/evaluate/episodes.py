@@ -1,8 +1,8 @@
 """Play full episodes with one of an agent's actors on evaluation envs and collect raw scores.
 
-An actor here is a function from a batch of observations to actions and the object
-coordinates it decided on, so the neural, the EQL and the exported symbolic policy all play
-through the same loop.
+An actor here is a function from a batch of observations (and the envs' ego states, where the
+game has them) to actions and the object coordinates it decided on, so the neural, the EQL and
+the exported symbolic policy all play through the same loop.
 """
 
 from __future__ import annotations
@@ -16,14 +16,15 @@ import torch
 from insight_cli.envs import make_frame_source, make_vector_env
 from insight_cli.games import GameSpec
 
-# (B, 4, 84, 84) uint8 observations -> (B,) actions and (B, K, 4, 2) object coordinates
-Actor = Callable[[torch.Tensor], tuple[np.ndarray, np.ndarray]]
+# (B, 4, 84, 84) uint8 observations and (B, S) ego states or None -> (B,) actions (continuous:
+# (B, A)) and (B, K, 4, 2) object coordinates
+Actor = Callable[[torch.Tensor, torch.Tensor | None], tuple[np.ndarray, np.ndarray]]
 ACTORS = ("neural", "eql", "symbolic")
 
 
 class Step(NamedTuple):
     rgb: np.ndarray  # (H, W, 3) the full frame the actor saw
-    action: int
+    action: int | np.ndarray  # continuous games: (A,)
     coordinates: np.ndarray  # (K, 4, 2) what the actor decided on
     score: float  # the episode's score before this step
     reward: float  # what the action earned
@@ -36,8 +37,8 @@ def watch_episode(act: Actor, game: GameSpec, seed: int, device: torch.device, m
     frame, score = source.reset(), 0.0
     try:
         for _ in range(max_steps):
-            actions, coordinates = act(torch.from_numpy(frame.stack[None]).to(device))
-            rgb, action = frame.rgb, int(actions[0])
+            actions, coordinates = act(torch.from_numpy(frame.stack[None]).to(device), _ego_state(source, device))
+            rgb, action = frame.rgb, actions[0] if game.continuous else int(actions[0])
             frame, reward, done = source.step(action)
             yield Step(rgb, action, coordinates[0], score, reward)
             score += reward
@@ -52,6 +53,7 @@ class Episodes(NamedTuple):
     lengths: list[int]  # agent steps (each 4 frames)
     coordinates: np.ndarray | None  # (N, K, 4, 2) every state an actor decided on, if kept
     actions: np.ndarray | None  # (N,) the actions taken there
+    arrived: list[bool] | None = None  # driving games: whether each episode reached its destination
 
 
 def agent_actor(agent, actor: str, symbolic=None) -> Actor:
@@ -61,13 +63,12 @@ def agent_actor(agent, actor: str, symbolic=None) -> Actor:
         raise ValueError(f"unknown actor {actor!r}")
 
     @torch.no_grad()
-    def act(obs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def act(obs: torch.Tensor, state: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
         if actor == "symbolic":
             coordinates = agent.perception.object_coordinates(agent.perception(obs)).float().cpu().numpy()
             return np.asarray(symbolic.act(coordinates)).reshape(-1), coordinates
-        out = agent(obs)
-        logits = out.eql_logits if actor == "eql" else out.neural_logits
-        return logits.argmax(dim=-1).cpu().numpy(), out.coordinates.float().cpu().numpy()
+        out = agent(obs, state if agent.config.state_size else None)
+        return agent.greedy(out, actor).cpu().numpy(), out.coordinates.float().cpu().numpy()
 
     return act
 
@@ -90,7 +91,7 @@ def play_episodes(act: Actor, game: GameSpec, episodes: int, seed: int, device: 
     states, taken = [], []
     try:
         while active.any():
-            actions, coordinates = act(torch.from_numpy(obs).to(device))
+            actions, coordinates = act(torch.from_numpy(obs).to(device), _ego_state(env, device))
             if keep_states:
                 states.append(coordinates[active])
                 taken.append(actions[active])
@@ -99,7 +100,7 @@ def play_episodes(act: Actor, game: GameSpec, episodes: int, seed: int, device: 
             lengths += active
             done = (result.terminated | result.truncated) & active
             for index in np.flatnonzero(done):
-                finished.append((float(returns[index]), int(lengths[index])))
+                finished.append((float(returns[index]), int(lengths[index]), bool(getattr(env, "arrived", done)[index])))
                 if on_episode:
                     on_episode(float(returns[index]))
                 returns[index], lengths[index] = 0.0, 0
@@ -111,8 +112,14 @@ def play_episodes(act: Actor, game: GameSpec, episodes: int, seed: int, device: 
     finally:
         env.close()
     return Episodes(
-        [score for score, _ in finished],
-        [length for _, length in finished],
+        [score for score, _, _ in finished],
+        [length for _, length, _ in finished],
         np.concatenate(states) if keep_states else None,
         np.concatenate(taken) if keep_states else None,
+        [arrived for _, _, arrived in finished] if game.continuous else None,
     )
+
+
+def _ego_state(env, device: torch.device) -> torch.Tensor | None:
+    state = getattr(env, "ego_state", None)
+    return None if state is None else torch.from_numpy(np.array(state, np.float32)).reshape(-1, state.shape[-1]).to(device)

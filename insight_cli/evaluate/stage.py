@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from insight_cli.errors import UsageError
+from insight_cli.errors import InsightError, UsageError
 from insight_cli.evaluate.episodes import ACTORS, agent_actor, play_episodes, watch_episode
 from insight_cli.files import atomic_output, write_atomically
 from insight_cli.games import get_game
@@ -64,6 +64,8 @@ def run(config: EvaluateConfig) -> EvaluateResult:
     game = get_game(checkpoint.meta["game"])
     object_names = [o["name"] for o in checkpoint.meta["objects"]]
     symbolic = None
+    if config.actor == "symbolic" and game.continuous:
+        raise InsightError(f"{game.name} has no exported equations yet (continuous actions)", hint="use --actor neural or eql")
     if config.actor == "symbolic":
         from insight_cli.extract_policy.export import load_policy_module
 
@@ -80,6 +82,8 @@ def run(config: EvaluateConfig) -> EvaluateResult:
         "mean": float(returns.mean()), "std": float(returns.std()), "min": float(returns.min()),
         "max": float(returns.max()), "mean_length": float(np.mean(episodes.lengths)),
     }
+    if episodes.arrived is not None:
+        summary["success_rate"] = float(np.mean(episodes.arrived))
     out = Path(config.out or path.parent / "evaluation")
     files = []
     if config.video:
@@ -94,6 +98,12 @@ def run(config: EvaluateConfig) -> EvaluateResult:
     return EvaluateResult(summary, files)
 
 
+def _action_text(game, action) -> str:
+    if game.continuous:
+        return "  ".join(f"{name} {value:+.2f}" for name, value in zip(game.action_names, action))
+    return game.action_names[action]
+
+
 def record_video(path: Path, act, game, object_names: list[str], seed: int, max_steps: int, device: torch.device) -> float:
     """One greedy episode (from the same start as the first evaluation episode) as an mp4 with
     each present object's predicted centre and name drawn on the full frame; returns its score."""
@@ -102,7 +112,7 @@ def record_video(path: Path, act, game, object_names: list[str], seed: int, max_
         current = step.coordinates[:, -1]  # (K, 2) newest frame
         present = np.flatnonzero(current.any(axis=-1))
         canvas = mark_points(upscale(step.rgb), current[present], [object_names[i] for i in present])
-        canvases.append(caption(canvas, f"{game.action_names[step.action]}  score {step.score:g}"))
+        canvases.append(caption(canvas, f"{_action_text(game, step.action)}  score {step.score:g}"))
         score = step.score + step.reward
     write_video(path, canvases)
     return score

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from insight_cli.dataset import load_dataset
-from insight_cli.errors import UsageError
+from insight_cli.errors import InsightError, UsageError
 from insight_cli.evaluate.episodes import agent_actor, watch_episode
 from insight_cli.explain import faithfulness
 from insight_cli.explain.backends import OfflineAnalyst, OpenAIBackend
@@ -140,6 +140,9 @@ def run(config: ExplainConfig) -> ExplainResult:
         backend = OpenAIBackend(config.llm, config.base_url, config.temperature, config.timeout, config.retries)
     agent, checkpoint = load_agent(path, device, require_eql=True)
     game = get_game(checkpoint.meta["game"])
+    if game.continuous:
+        raise InsightError(f"{path} drives {game.name} (continuous actions): explain handles discrete games only for now",
+                           hint="`insight evaluate` plays its neural and EQL actors")
     policy, reference = _policy(config, path)
     dataset_path = Path(checkpoint.meta["dataset"])
     if reference is None:

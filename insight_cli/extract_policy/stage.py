@@ -84,6 +84,9 @@ def run(config: ExtractConfig) -> ExtractResult:
     path = Path(config.checkpoint)
     agent, checkpoint = load_agent(path, device, require_eql=True)
     game = get_game(checkpoint.meta["game"])
+    if game.continuous:
+        raise InsightError(f"{path} drives {game.name} (continuous actions): extract-policy handles discrete games only for now",
+                           hint="`insight evaluate` plays its neural and EQL actors")
     object_names = [o["name"] for o in checkpoint.meta["objects"]]
     actions = list(checkpoint.meta["action_meanings"])
     if config.max_terms is None:

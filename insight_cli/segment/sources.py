@@ -23,21 +23,27 @@ class SourceFrame(NamedTuple):
     step: int
     rgb: np.ndarray  # (H, W, 3) uint8
     gray: np.ndarray  # (84, 84) uint8, newest frame of the training view
-    action: int  # action taken on this frame, -1 when unknown
+    action: int  # action taken on this frame, -1 when unknown (or continuous)
     reward: float  # reward received on reaching this frame
+    objects: list | None = None  # the simulator's own object boxes, where it reports them (MetaDrive)
 
 
 def play(game: GameSpec, frames: int, seed: int, policy: Callable[[np.ndarray], int] | None = None) -> Iterator[SourceFrame]:
     """`frames` consecutive frames of the game under `policy` (training view (4, 84, 84) ->
-    action), or a uniformly random one; the training view comes from the same preprocessing as
-    `insight train`'s environments."""
-    source = make_frame_source(game, seed=seed, mode="train")
+    action), or a uniformly random one (MetaDrive: its own IDM expert drives); the training view
+    comes from the same preprocessing as `insight train`'s environments."""
+    source = make_frame_source(game, seed=seed, mode="train", expert=game.continuous and policy is None)
     rng = np.random.default_rng(seed)
     frame, reward, episode, step = source.reset(), 0.0, 0, 0
     try:
         for _ in range(frames):
-            action = policy(frame.stack) if policy else int(rng.integers(len(source.action_meanings)))
-            yield SourceFrame(episode, step, frame.rgb, frame.stack[-1], action, reward)
+            if game.continuous:
+                action = policy(frame.stack) if policy else None
+            else:
+                action = policy(frame.stack) if policy else int(rng.integers(len(source.action_meanings)))
+            objects = getattr(source, "objects", None)
+            recorded = -1 if game.continuous else action
+            yield SourceFrame(episode, step, frame.rgb, frame.stack[-1], recorded, reward, objects)
             frame, reward, done = source.step(action)
             episode, step = (episode + 1, 0) if done else (episode, step + 1)
             if done:

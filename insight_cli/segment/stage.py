@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -16,10 +16,11 @@ from insight_cli.games import GameSpec, get_game
 from insight_cli.pictures import annotate, write_contact_sheet, write_video
 from insight_cli.progress import progress_bar
 from insight_cli.segment.naming import load_name_overrides
+from insight_cli.segment.simulator import SimulatorObjects
 from insight_cli.segment.sources import check_recording, play, read_recording
 from insight_cli.segment.tracking import Tracker
 
-BACKENDS = ("classic", "fastsam", "sam")
+BACKENDS = ("auto", "classic", "fastsam", "sam", "simulator")
 PREVIEW_VIDEO_FRAMES = 300
 CONTACT_SHEET_FRAMES = 16
 # Frames are flat-coloured: fast zlib without PNG row filters is 4x quicker and as small.
@@ -30,7 +31,7 @@ PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_
 class SegmentConfig:
     game: str = "Pong"
     frames: int = 10_000
-    backend: str = "classic"
+    backend: str = "auto"  # simulator for MetaDrive, classic for the rest
     checkpoint: Path | None = None  # foundation-model weights (fastsam, sam)
     input: Path | None = None  # a recording to segment instead of playing
     policy: Path | None = None  # a run.ckpt whose neural actor plays instead of a random policy
@@ -101,6 +102,16 @@ def run(config: SegmentConfig) -> SegmentResult:
     if config.backend not in BACKENDS:
         raise UsageError(f"unknown backend {config.backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
     game = get_game(config.game)
+    backend = config.backend if config.backend != "auto" else "simulator" if game.continuous else "classic"
+    config = replace(config, backend=backend)
+    if backend == "simulator" and not game.continuous:
+        raise UsageError(f"--backend simulator needs a simulator that reports its objects; {game.name} does not",
+                         hint="use classic, fastsam or sam")
+    if backend == "simulator" and config.input is not None:
+        raise UsageError("a recording has no simulator objects", hint="use --backend classic, fastsam or sam with --input")
+    if game.continuous and config.policy is not None:
+        raise UsageError("--policy plays discrete games only for now",
+                         hint="leave it out: MetaDrive's own IDM expert drives")
     overrides = load_name_overrides(config.names)
     out = Path(config.out) if config.out else default_dataset_path(game.name)
     if config.input is not None and config.policy is not None:
@@ -118,11 +129,23 @@ def run(config: SegmentConfig) -> SegmentResult:
     # The classic backend's background model is fitted on the first frames, which are then
     # segmented like the rest.
     head = list(itertools.islice(frames, min(config.background_frames, config.frames)))
-    segmenter = make_segmenter(config, game, np.stack([frame.rgb for frame in head]) if head else None)
-    tracker = Tracker(game, overrides=overrides)
+    if backend == "simulator":
+        simulator = SimulatorObjects(overrides)
+        catalogue = simulator.catalogue
+
+        def label(frame):
+            return simulator.label(frame.objects)
+    else:
+        segmenter = make_segmenter(config, game, np.stack([frame.rgb for frame in head]) if head else None)
+        tracker = Tracker(game, overrides=overrides)
+        catalogue = tracker.catalogue
+
+        def label(frame):
+            detections = segmenter(frame.rgb)
+            return (detections, *tracker.update(detections, frame.rgb.shape))
     meta = {
         "game": game.name,
-        "backend": config.backend,
+        "backend": backend,
         "seed": config.seed,
         "source": source,
         "frame_shape": list(head[0].rgb.shape) if head else None,
@@ -135,8 +158,7 @@ def run(config: SegmentConfig) -> SegmentResult:
     with DatasetWriter(out, meta) as writer, progress_bar("frames") as progress:
         task = progress.add_task(f"segment {game.name}", total=config.frames)
         for frame in itertools.chain(head, frames):
-            detections = segmenter(frame.rgb)
-            track_ids, names = tracker.update(detections, frame.rgb.shape)
+            detections, track_ids, names = label(frame)
             png = cv2.imencode(".png", cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR), PNG_FAST)[1].tobytes()
             frame_id = writer.add_frame(frame.episode, frame.step, png, frame.gray, frame.action, frame.reward)
             writer.add_objects(frame_id, track_ids, names, detections.boxes, detections.areas, detections.colors, frame.rgb.shape)
@@ -152,7 +174,7 @@ def run(config: SegmentConfig) -> SegmentResult:
         if video:
             write_video(writer.staging / "preview.mp4", video)
             write_contact_sheet(writer.staging / "preview.png", sheet)
-        dataset = writer.finish(tracker.catalogue(writer.num_frames))
+        dataset = writer.finish(catalogue(writer.num_frames))
     counts = dataset.meta["counts"]
     return SegmentResult(
         dataset=out,

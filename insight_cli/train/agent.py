@@ -1,5 +1,11 @@
 """The INSIGHT agent: the perception CNN, a neural actor and a critic on its encoder vector, and
-an EQL actor on the object coordinates it predicts. One encoder pass serves all three."""
+an EQL actor on the object coordinates it predicts. One encoder pass serves all three.
+
+Discrete games: each actor gives action logits (a categorical policy). Continuous games
+(MetaDrive): each actor gives the means of a squashed Gaussian (action = tanh(u), u normal with
+a learned, state-independent standard deviation per actor), and an ego state vector can join the
+encoder vector (neural actor, critic) and the coordinates (EQL actor).
+"""
 
 from __future__ import annotations
 
@@ -11,29 +17,57 @@ import torch
 from torch import nn
 
 from insight_cli.perception.model import PerceptionConfig, PerceptionNet, PerceptionOutput
-from insight_cli.train.eql import EqlActor, EqlConfig
+from insight_cli.train.eql import INVERSE_TEMPERATURE, EqlActor, EqlConfig
 
 NEURAL_HIDDEN = 512
+LOG_STD_START = -0.5  # squashed Gaussian: the actors' initial log standard deviation
 
 
 @dataclass(frozen=True)
 class AgentConfig:
     perception: PerceptionConfig
-    n_actions: int
+    n_actions: int  # choices (discrete) or action dimensions (continuous)
     n_layers: int = 1
     n_funcs: int = 4
+    continuous: bool = False
+    state_size: int = 0  # ego state values next to the pixels (0: none)
 
     @property
     def eql(self) -> EqlConfig:
-        return EqlConfig(self.perception.n_objects * 4 * 2, self.n_actions, self.n_layers, self.n_funcs)
+        inputs = self.perception.n_objects * 4 * 2 + self.state_size
+        sharpening = 1.0 if self.continuous else INVERSE_TEMPERATURE  # continuous means are tanh arguments
+        return EqlConfig(inputs, self.n_actions, self.n_layers, self.n_funcs, sharpening)
 
 
 class AgentOutput(NamedTuple):
     perception: PerceptionOutput
     coordinates: torch.Tensor  # (B, K, 4, 2) clamped, zero where absent: the EQL actor's input
-    neural_logits: torch.Tensor  # (B, A)
-    eql_logits: torch.Tensor  # (B, A)
+    neural_logits: torch.Tensor  # (B, A) logits, or squashed-Gaussian means when continuous
+    eql_logits: torch.Tensor  # (B, A) likewise
     value: torch.Tensor  # (B,)
+
+
+class SquashedGaussian:
+    """a = tanh(u), u ~ N(mean, std). Samples and log-probabilities are of u (what the rollout
+    stores); `action` squashes it for the env; the entropy is that of u (the usual estimate)."""
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor):
+        self.normal = torch.distributions.Normal(mean, log_std.exp().expand_as(mean))
+
+    def sample(self) -> torch.Tensor:
+        return self.normal.sample()
+
+    def log_prob(self, u: torch.Tensor) -> torch.Tensor:
+        # log |d tanh(u)/du| = 2 (log 2 - u - softplus(-2u)), stable for large |u|
+        log_jacobian = 2.0 * (np.log(2.0) - u - torch.nn.functional.softplus(-2.0 * u))
+        return (self.normal.log_prob(u) - log_jacobian).sum(dim=-1)
+
+    def entropy(self) -> torch.Tensor:
+        return self.normal.entropy().sum(dim=-1)
+
+    @staticmethod
+    def action(u: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(u)
 
 
 def _layer(layer: nn.Linear, std: float) -> nn.Linear:
@@ -48,34 +82,58 @@ class Agent(nn.Module):
         super().__init__()
         self.config = config
         hidden, actions = config.perception.hidden, config.n_actions
+        inputs = hidden + config.state_size
         self.perception = PerceptionNet(config.perception)
         self.actor = nn.Sequential(
-            _layer(nn.Linear(hidden, NEURAL_HIDDEN), np.sqrt(2)), nn.ReLU(), _layer(nn.Linear(NEURAL_HIDDEN, actions), 0.01)
+            _layer(nn.Linear(inputs, NEURAL_HIDDEN), np.sqrt(2)), nn.ReLU(), _layer(nn.Linear(NEURAL_HIDDEN, actions), 0.01)
         )
         self.critic = nn.Sequential(
-            _layer(nn.Linear(hidden, NEURAL_HIDDEN), np.sqrt(2)), nn.ReLU(), _layer(nn.Linear(NEURAL_HIDDEN, 1), 1.0)
+            _layer(nn.Linear(inputs, NEURAL_HIDDEN), np.sqrt(2)), nn.ReLU(), _layer(nn.Linear(NEURAL_HIDDEN, 1), 1.0)
         )
         self.eql = EqlActor(config.eql)
+        if config.continuous:
+            self.neural_log_std = nn.Parameter(torch.full((actions,), LOG_STD_START))
+            self.eql_log_std = nn.Parameter(torch.full((actions,), LOG_STD_START))
+        # The heads see the encoder vector minus its mean over the dataset's frames, fixed when
+        # training starts. A pretrained encoder's vector changes little from frame to frame; fed
+        # raw, Adam moves every first-layer unit along that common part at once and the heads'
+        # ReLUs die (measured on Catch: 1% of the actor's units alive, no learning). The shift
+        # is absorbed by the first layers' biases, so the heads compute the same functions.
+        self.register_buffer("feature_centre", torch.zeros(hidden))
 
-    def forward(self, frames: torch.Tensor) -> AgentOutput:
-        """(B, 4, 84, 84) uint8 stacks -> everything the update needs, from one encoder pass."""
-        return self.decide(self.perception(frames))
+    def forward(self, frames: torch.Tensor, state: torch.Tensor | None = None) -> AgentOutput:
+        """(B, 4, 84, 84) uint8 stacks (and (B, S) ego states) -> everything the update needs,
+        from one encoder pass."""
+        return self.decide(self.perception(frames), state)
 
-    @property
-    def perception_frozen(self) -> bool:
-        return not any(parameter.requires_grad for parameter in self.perception.parameters())
-
-    def decide(self, perception: PerceptionOutput) -> AgentOutput:
-        """The actors and the critic on a perception output (computed now, or cached while the
-        perception network is frozen)."""
+    def decide(self, perception: PerceptionOutput, state: torch.Tensor | None = None) -> AgentOutput:
+        """The actors and the critic on a perception output (computed now, or kept from the
+        rollout while the perception network is frozen)."""
         coordinates = self.perception.object_coordinates(perception)
+        features, symbols = perception.features - self.feature_centre, coordinates.flatten(1)
+        if self.config.state_size:
+            features, symbols = torch.cat([features, state], dim=1), torch.cat([symbols, state], dim=1)
         return AgentOutput(
-            perception,
-            coordinates,
-            self.actor(perception.features),
-            self.eql(coordinates),
-            self.critic(perception.features).squeeze(-1),
+            perception, coordinates, self.actor(features), self.eql(symbols), self.critic(features).squeeze(-1)
         )
+
+    def policy(self, out: AgentOutput, actor: str):
+        """The action distribution of the "neural" or the "eql" actor."""
+        scores = (out.neural_logits if actor == "neural" else out.eql_logits).float()
+        if not self.config.continuous:
+            return torch.distributions.Categorical(logits=scores)
+        return SquashedGaussian(scores, self.neural_log_std if actor == "neural" else self.eql_log_std)
+
+    def greedy(self, out: AgentOutput, actor: str) -> torch.Tensor:
+        """The actor's most likely action: (B,) choices, or (B, A) squashed means."""
+        scores = out.neural_logits if actor == "neural" else out.eql_logits
+        return torch.tanh(scores.float()) if self.config.continuous else scores.argmax(dim=-1)
+
+    @torch.no_grad()
+    def centre_features(self, frames: torch.Tensor, chunk: int = 256) -> None:
+        """Set the heads' feature centre to the mean encoder vector of `frames` (B, 4, 84, 84)."""
+        features = [self.perception.encoder(frames[start : start + chunk]) for start in range(0, len(frames), chunk)]
+        self.feature_centre.copy_(torch.cat(features).mean(dim=0))
 
     def head_parameters(self) -> list[nn.Parameter]:
         """Everything but the perception network (which has its own weight decay)."""
@@ -96,7 +154,8 @@ def load_agent(path, device: torch.device, game_name: str | None = None, require
                            hint="train one with `insight train` (it always trains an EQL actor)")
     dims = checkpoint.meta["agent"]
     config = AgentConfig(
-        PerceptionConfig(dims["n_objects"], dims["hidden"], dims["threshold"]), dims["n_actions"], dims["n_layers"], dims["n_funcs"]
+        PerceptionConfig(dims["n_objects"], dims["hidden"], dims["threshold"]), dims["n_actions"], dims["n_layers"],
+        dims["n_funcs"], dims.get("continuous", False), dims.get("state_size", 0),
     )
     agent = Agent(config)
     missing, unexpected = agent.load_state_dict(state, strict=False)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from insight_cli.perception.model import PerceptionOutput
 from insight_cli.train.agent import Agent
 from insight_cli.train.eql import eql_penalty
 
@@ -21,6 +22,7 @@ class PpoSettings:
     num_minibatches: int = 4
     update_epochs: int = 4
     clip_coef: float = 0.1
+    kl_coef: float = 0.0  # a KL penalty next to clipping (the paper's MetaDrive runs: 0.2)
     ent_coef: float = 0.01
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
@@ -33,7 +35,8 @@ class Rollout(NamedTuple):
     """T steps of N envs, on the training device."""
 
     obs: torch.Tensor  # (T, N, 4, 84, 84) uint8
-    actions: torch.Tensor  # (T, N) int64
+    states: torch.Tensor  # (T, N, S) ego states (S = 0: none)
+    actions: torch.Tensor  # (T, N) int64, or (T, N, A) pre-tanh samples when continuous
     logprobs: torch.Tensor  # (T, N)
     rewards: torch.Tensor  # (T, N)
     dones: torch.Tensor  # (T, N) 1.0 where obs[t] starts a new episode
@@ -76,33 +79,36 @@ def ppo_update(
     perception_loss_fn: Callable[[], torch.Tensor] | None,
     reduce_gradients: Callable[[], None],
     generator: torch.Generator,
+    perceived: PerceptionOutput | None = None,
 ) -> dict[str, float]:
     """One PPO update over a rollout. `perception_loss_fn` draws a dataset batch and returns
     its perception loss (None: no refinement); `reduce_gradients` averages gradients across
-    data-parallel ranks."""
-    batch_size = rollout.actions.numel()
+    data-parallel ranks; `perceived` holds the rollout's perception outputs, (T * N, ...), when
+    the perception network is frozen: they are the same every epoch, so the update reuses them."""
+    batch_size = rollout.logprobs.numel()
     minibatch_size = batch_size // settings.num_minibatches
-    b_obs = rollout.obs.flatten(0, 1)
-    b_actions, b_logprobs = rollout.actions.flatten(), rollout.logprobs.flatten()
+    b_obs, b_states = rollout.obs.flatten(0, 1), rollout.states.flatten(0, 1)
+    b_actions, b_logprobs = rollout.actions.flatten(0, 1), rollout.logprobs.flatten()
+    acting = "neural" if settings.neural_guidance else "eql"
     b_advantages, b_returns, b_values = advantages.flatten(), returns.flatten(), rollout.values.flatten()
     totals: dict[str, float] = {}
     clipfracs = []
-    # A frozen perception network sees the same frames every epoch: run it once per update.
-    cached = _perceive(agent, b_obs, minibatch_size) if agent.perception_frozen else None
     for epoch in range(settings.update_epochs):
         order = torch.randperm(batch_size, generator=generator, device=generator.device).to(b_actions.device)
         for start in range(0, batch_size, minibatch_size):
             mb = order[start : start + minibatch_size]
             # one encoder pass for critic, neural actor and EQL actor
-            out = agent(b_obs[mb]) if cached is None else agent.decide(type(cached)(*(part[mb] for part in cached)))
-            acting_logits = out.neural_logits if settings.neural_guidance else out.eql_logits
-            distribution = torch.distributions.Categorical(logits=acting_logits.float())
+            if perceived is None:
+                out = agent(b_obs[mb], b_states[mb])
+            else:
+                out = agent.decide(PerceptionOutput(*(part[mb] for part in perceived)), b_states[mb])
+            distribution = agent.policy(out, acting)
             newlogprob = distribution.log_prob(b_actions[mb])
             entropy = distribution.entropy()
             logratio = newlogprob - b_logprobs[mb]
             ratio = logratio.exp()
+            approx_kl = ((ratio - 1) - logratio).mean()
             with torch.no_grad():
-                approx_kl = ((ratio - 1) - logratio).mean()
                 clipfracs.append(((ratio - 1.0).abs() > settings.clip_coef).float().mean())
 
             mb_advantages = b_advantages[mb]
@@ -117,13 +123,17 @@ def ppo_update(
             v_loss = 0.5 * torch.max(v_unclipped, (v_clipped - b_returns[mb]) ** 2).mean()
 
             entropy_loss = entropy.mean()
-            loss = pg_loss - settings.ent_coef * entropy_loss + settings.vf_coef * v_loss
+            loss = pg_loss - settings.ent_coef * entropy_loss + settings.vf_coef * v_loss + settings.kl_coef * approx_kl
 
-            # Neural guidance: the EQL actor learns to pick the neural actor's favourite action.
+            # Neural guidance: the EQL actor learns to pick the neural actor's favourite action
+            # (continuous: to match its means).
             distill_loss = torch.zeros((), device=loss.device)
             if settings.neural_guidance:
-                teacher = out.neural_logits.detach().argmax(dim=-1)
-                distill_loss = F.cross_entropy(out.eql_logits.float(), teacher)
+                teacher = out.neural_logits.detach().float()
+                if agent.config.continuous:
+                    distill_loss = F.mse_loss(out.eql_logits.float(), teacher)
+                else:
+                    distill_loss = F.cross_entropy(out.eql_logits.float(), teacher.argmax(dim=-1))
                 loss = loss + settings.distill_weight * distill_loss
 
             # Sparsity: the smoothed L1/2 penalty, its weight ramping up over training.
@@ -155,9 +165,3 @@ def ppo_update(
     totals["clipfrac"] = float(torch.stack(clipfracs).mean())
     return totals
 
-
-@torch.no_grad()
-def _perceive(agent: Agent, frames: torch.Tensor, chunk: int):
-    """The perception output for all frames, computed in chunks."""
-    parts = [agent.perception(frames[start : start + chunk]) for start in range(0, len(frames), chunk)]
-    return type(parts[0])(*(torch.cat(tensors) for tensors in zip(*parts)))

@@ -18,12 +18,13 @@ import torch
 from insight_cli.checkpoint import load_checkpoint, save_checkpoint
 from insight_cli.dataset import load_dataset
 from insight_cli.envs import make_vector_env
+from insight_cli.envs.metadrive import STATE_SIZE
 from insight_cli.errors import InsightError, UsageError
 from insight_cli.evaluate.episodes import agent_actor, play_episodes
 from insight_cli.files import ensure_writable
 from insight_cli.games import get_game
 from insight_cli.perception.losses import object_weights, perception_loss
-from insight_cli.perception.model import PerceptionConfig
+from insight_cli.perception.model import PerceptionConfig, PerceptionOutput
 from insight_cli.pretrain.data import choose_slots, decode, shift_batch
 from insight_cli.pretrain.metrics import evaluate as evaluate_perception
 from insight_cli.progress import console
@@ -34,6 +35,7 @@ from insight_cli.train.logger import MetricsLogger
 from insight_cli.train.ppo import PpoSettings, Rollout, compute_gae, ppo_update
 
 PERCEPTION_BATCH = 32
+CENTRE_FRAMES = 1024  # dataset stacks the heads' feature centre is the mean over
 CNN_WEIGHT_DECAY = 1e-4
 
 
@@ -48,6 +50,9 @@ class TrainConfig:
     lr: float = 2.5e-4
     ng: bool = True
     reg_weight: float = 1e-3
+    clip_coef: float = 0.1
+    kl_coef: float = 0.0
+    ego_state: bool = True  # games with an ego state (MetaDrive): give it to the actors and the critic
     n_funcs: int = 4
     n_layers: int = 1
     cnn_loss_weight: float = 2.0
@@ -111,7 +116,7 @@ def _validate(config: TrainConfig) -> None:
     for name in ("lr", "eval_every"):
         if not getattr(config, name) > 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
-    for name in ("reg_weight", "cnn_loss_weight", "distill_weight", "eval_episodes"):
+    for name in ("reg_weight", "cnn_loss_weight", "distill_weight", "eval_episodes", "clip_coef", "kl_coef"):
         if getattr(config, name) < 0:
             raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(config, name)}")
     if not 0 < config.threshold < 1:
@@ -185,10 +190,13 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
     data = decode(dataset, slots, device)
     weights = object_weights(data.frequency)
 
-    agent_config = AgentConfig(perception_config, len(game.action_names), config.n_layers, config.n_funcs)
+    state_size = STATE_SIZE if game.continuous and config.ego_state else 0
+    agent_config = AgentConfig(perception_config, len(game.action_names), config.n_layers, config.n_funcs, game.continuous,
+                               state_size)
     agent = Agent(agent_config).to(device)
     if perception_state is not None:
         agent.perception.load_state_dict(perception_state)
+    agent.centre_features(data.batch(_spread(data.train_rows, CENTRE_FRAMES))[0])  # a resumed run loads its own
     distributed.broadcast_parameters(agent, ranks)
     groups = [{"params": agent.head_parameters(), "weight_decay": 0.0}]
     if config.freeze_cnn:
@@ -198,6 +206,7 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
     optimizer = torch.optim.Adam(groups, lr=config.lr, eps=1e-5)
     settings = PpoSettings(
         num_minibatches=config.num_minibatches, update_epochs=config.update_epochs, neural_guidance=config.ng,
+        clip_coef=config.clip_coef, kl_coef=config.kl_coef,
         distill_weight=config.distill_weight, cnn_loss_weight=config.cnn_loss_weight,
     )
     env = make_vector_env(game, config.num_envs, seed=config.seed + ranks.rank * config.num_envs, mode="train")
@@ -215,19 +224,23 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
         "frame_shape": dataset.meta.get("frame_shape"),
         "agent": {"n_objects": perception_config.n_objects, "hidden": perception_config.hidden,
                   "threshold": config.threshold, "n_actions": agent_config.n_actions,
-                  "n_layers": config.n_layers, "n_funcs": config.n_funcs},
+                  "n_layers": config.n_layers, "n_funcs": config.n_funcs, "continuous": game.continuous,
+                  "state_size": state_size},
     }
 
     obs_shape = (config.num_steps, config.num_envs)
     rollout = Rollout(
         obs=torch.zeros(obs_shape + (4, 84, 84), dtype=torch.uint8, device=device),
-        actions=torch.zeros(obs_shape, dtype=torch.long, device=device),
+        states=torch.zeros(obs_shape + (state_size,), device=device),
+        actions=torch.zeros(obs_shape + (agent_config.n_actions,), device=device) if game.continuous
+        else torch.zeros(obs_shape, dtype=torch.long, device=device),
         logprobs=torch.zeros(obs_shape, device=device),
         rewards=torch.zeros(obs_shape, device=device),
         dones=torch.zeros(obs_shape, device=device),
         values=torch.zeros(obs_shape, device=device),
     )
     next_obs = torch.from_numpy(env.reset()).to(device)
+    next_state = _ego_state(env, state_size, device)
     next_done = torch.zeros(config.num_envs, device=device)
     episode_returns = np.zeros(config.num_envs)
     start_update, global_step, last_eval = 1, 0, {}
@@ -238,6 +251,7 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
             state["update"] + 1, state["global_step"], state["last_eval"], state["rows"]
         )
         next_obs = state["next_obs"].to(device)
+        next_state = _ego_state(env, state_size, device)
         next_done = state["next_done"].to(device)
         episode_returns = np.array(state["episode_returns"])
     logger = MetricsLogger(run_dir, enabled=ranks.main, rows=logger_rows)
@@ -284,21 +298,25 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
                 group["lr"] = fraction_left * config.lr
             reg_weight_now = config.reg_weight * (update - 1) / max(num_updates - 1, 1)
 
+            perceived = []  # the rollout's perception outputs, kept for the update while it is frozen
             for step in range(config.num_steps):
                 global_step += config.num_envs * ranks.world_size
                 rollout.obs[step] = next_obs
+                rollout.states[step] = next_state
                 rollout.dones[step] = next_done
                 with torch.no_grad():
-                    out = agent(next_obs)
-                    logits = out.neural_logits if config.ng else out.eql_logits
-                    distribution = torch.distributions.Categorical(logits=logits.float())
+                    out = agent(next_obs, next_state)
+                    if config.freeze_cnn:
+                        perceived.append(out.perception)
+                    distribution = agent.policy(out, "neural" if config.ng else "eql")
                     action = distribution.sample()
                     rollout.values[step] = out.value.float()
                 rollout.actions[step] = action
                 rollout.logprobs[step] = distribution.log_prob(action)
-                result = env.step(action.cpu().numpy())
+                result = env.step((torch.tanh(action) if game.continuous else action).cpu().numpy())
                 rollout.rewards[step] = torch.from_numpy(result.reward).to(device)
                 next_obs = torch.from_numpy(result.obs).to(device)
+                next_state = _ego_state(env, state_size, device)
                 done = result.terminated | result.truncated
                 next_done = torch.from_numpy(done.astype(np.float32)).to(device)
                 episode_returns += result.reward
@@ -307,7 +325,7 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
                     episode_returns[index] = 0.0
 
             with torch.no_grad():
-                next_value = agent(next_obs).value.float()
+                next_value = agent(next_obs, next_state).value.float()
             advantages, returns = compute_gae(
                 rollout.rewards, rollout.values, rollout.dones, next_value, next_done, settings.gamma, settings.gae_lambda
             )
@@ -315,6 +333,7 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
                 agent, optimizer, rollout, advantages, returns, settings, reg_weight_now,
                 perception_refinement_loss if config.cnn_loss_weight > 0 and not config.freeze_cnn else None,
                 lambda: distributed.average_gradients(agent, ranks), generator,
+                PerceptionOutput(*(torch.cat(parts) for parts in zip(*perceived))) if perceived else None,
             )
 
             steps_per_second = (global_step - steps_at_start) / (time.perf_counter() - started)
@@ -363,6 +382,18 @@ def _evaluate(agent, game, data, weights, config, device, meta, update, ranks) -
                    "perception/existence_ap": perception["existence_ap"]})
     agent.train()
     return scores
+
+
+def _ego_state(env, state_size: int, device: torch.device) -> torch.Tensor:
+    """(N, S) the envs' current ego states, (N, 0) when the agent takes none."""
+    if not state_size:
+        return torch.zeros((env.num_envs, 0), device=device)
+    return torch.from_numpy(env.ego_state.copy()).to(device)
+
+
+def _spread(rows: torch.Tensor, count: int) -> torch.Tensor:
+    """At most `count` of `rows`, evenly spaced (the same on every rank)."""
+    return rows[torch.linspace(0, len(rows) - 1, min(count, len(rows)), device=rows.device).long()]
 
 
 def _resume_path(checkpoint_path: Path) -> Path:

@@ -33,3 +33,39 @@ def test_gae_with_lambda_one_and_gamma_one_is_return_minus_value():
     values = torch.zeros(5, 2)
     advantages, _ = compute_gae(rewards, values, torch.zeros(5, 2), torch.zeros(2), torch.ones(2), 1.0, 1.0)
     assert torch.equal(advantages[:, 0], torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0]))
+
+
+def test_an_update_on_the_rollouts_kept_perception_equals_one_that_recomputes_it():
+    """While the CNN is frozen the update reuses the rollout's perception outputs instead of
+    running the encoder again: the result must be the same update."""
+    import copy
+
+    from insight_cli.perception.model import PerceptionConfig, PerceptionOutput
+    from insight_cli.train.agent import Agent, AgentConfig
+    from insight_cli.train.ppo import PpoSettings, Rollout, ppo_update
+
+    torch.manual_seed(0)
+    agent = Agent(AgentConfig(PerceptionConfig(n_objects=2, hidden=32), n_actions=3))
+    agent.perception.requires_grad_(False)
+    steps, envs = 4, 2
+    obs = torch.randint(0, 255, (steps, envs, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        outputs = [agent(obs[t]) for t in range(steps)]
+    rollout = Rollout(obs, torch.zeros(steps, envs, 0), torch.randint(0, 3, (steps, envs)),
+                      torch.stack([torch.log_softmax(o.neural_logits, -1)[:, 0] for o in outputs]),
+                      torch.randn(steps, envs), torch.zeros(steps, envs), torch.stack([o.value for o in outputs]))
+    kept = PerceptionOutput(*(torch.cat(parts) for parts in zip(*(o.perception for o in outputs))))
+    advantages, returns = torch.randn(steps, envs), torch.randn(steps, envs)
+
+    def update(perceived):
+        twin = copy.deepcopy(agent)
+        optimizer = torch.optim.Adam(twin.head_parameters(), lr=1e-2)
+        ppo_update(twin, optimizer, rollout, advantages, returns, PpoSettings(num_minibatches=2), 1e-3, None,
+                   lambda: None, torch.Generator().manual_seed(3), perceived)
+        return twin
+
+    recomputed, reused = update(None), update(kept)
+    moved = [name for name, p in agent.named_parameters() if not torch.equal(p, dict(recomputed.named_parameters())[name])]
+    assert moved and not any(name.startswith("perception.") for name in moved)
+    for (name, a), b in zip(recomputed.named_parameters(), reused.parameters()):
+        assert torch.allclose(a, b, atol=1e-5), name

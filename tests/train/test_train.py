@@ -143,20 +143,6 @@ def test_frozen_cnn_keeps_the_pretrained_weights(catch, tmp_path):
         assert torch.equal(trained[f"perception.{name}"], tensor), name
 
 
-def test_decide_on_cached_perception_equals_forward():
-    from insight_cli.perception.model import PerceptionConfig
-    from insight_cli.train.agent import Agent, AgentConfig
-
-    agent = Agent(AgentConfig(PerceptionConfig(n_objects=2, hidden=32), n_actions=3))
-    frames = torch.randint(0, 255, (5, 4, 84, 84), dtype=torch.uint8)
-    direct, cached = agent(frames), agent.decide(agent.perception(frames))
-    for a, b in zip(direct[1:], cached[1:]):
-        assert torch.equal(a, b)
-    assert not agent.perception_frozen
-    agent.perception.requires_grad_(False)
-    assert agent.perception_frozen
-
-
 def test_segment_with_a_trained_policy(catch, tmp_path):
     from insight_cli.dataset import load_dataset
 
