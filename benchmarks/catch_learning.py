@@ -3,7 +3,7 @@ pretrained perception CNN (the settings of tests/train/test_learning.py); prints
 EQL actor's evaluation returns during training, and both actors' greedy mean return over 16
 episodes at the end (optimum +20, random play about -14).
 
-    .venv/bin/python benchmarks/catch_learning.py [--seeds 0 1 2 3] [--steps 60000] [--threads 1]
+    .venv/bin/python benchmarks/catch_learning.py [--seeds 0 1 2 3] [--steps 60000] [--threads 1] [--reg-weight 1e-4]
 
 Seeds run one after another; start several processes to use more cores.
 """
@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     parser.add_argument("--steps", type=int, default=60_000)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--reg-weight", type=float, default=1e-4)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="catch-learning-"))
@@ -47,7 +48,7 @@ def main() -> None:
         start = time.perf_counter()
         result = train(TrainConfig(game="Catch", load_cnn=True, freeze_cnn=True, perception=root / "perception.ckpt",
                                    dataset=root / "dataset", runs_dir=root / "runs", run_name=f"seed{seed}", num_steps=32,
-                                   lr=1e-3, reg_weight=1e-4, total_steps=args.steps, eval_episodes=8, eval_every=0.1, device="cpu", seed=seed))
+                                   lr=1e-3, reg_weight=args.reg_weight, total_steps=args.steps, eval_episodes=8, eval_every=0.1, device="cpu", seed=seed))
         rows = pq.read_table(root / "runs" / f"seed{seed}" / "metrics.parquet").to_pylist()
         evaluations = [row["eval/eql_return"] for row in rows if row.get("eval/eql_return") is not None]
         agent, _ = load_agent(result.checkpoint, torch.device("cpu"))

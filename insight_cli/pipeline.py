@@ -89,6 +89,9 @@ def run(config: PipelineConfig) -> PipelineResult:
     from insight_cli.train.stage import run as train
 
     game = get_game(config.game)
+    if game.continuous:
+        raise UsageError(f"the pipeline handles discrete games only for now, not {game.name}",
+                         hint="run segment, pretrain, train and evaluate one by one (see the README)")
     preset = PRESETS[config.preset]
     root = Path("data") / game.name
     run_dir = root / "runs" / config.preset

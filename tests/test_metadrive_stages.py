@@ -11,7 +11,11 @@ from insight_cli.envs.metadrive import STATE_SIZE, asset_status
 from insight_cli.evaluate.stage import EvaluateConfig
 from insight_cli.evaluate.stage import run as evaluate
 from insight_cli.extract_policy.stage import ExtractConfig
+from insight_cli.explain.stage import ExplainConfig
+from insight_cli.explain.stage import run as explain
 from insight_cli.extract_policy.stage import run as extract
+from insight_cli.pipeline import PipelineConfig
+from insight_cli.pipeline import run as pipeline
 from insight_cli.train.agent import load_agent
 from insight_cli.errors import InsightError, UsageError
 from insight_cli.pretrain.stage import PretrainConfig
@@ -55,6 +59,10 @@ def test_metadrive_through_the_stages(tmp_path):
         assert result.summary["episodes"] == 1 and result.summary["success_rate"] in (0.0, 1.0)
     with pytest.raises(InsightError, match="discrete games only"):
         extract(ExtractConfig(checkpoint=run.checkpoint, device="cpu"))
+    with pytest.raises(InsightError, match="discrete games only"):
+        explain(ExplainConfig(checkpoint=run.checkpoint, device="cpu"))
+    with pytest.raises(UsageError, match="discrete games only"):
+        pipeline(PipelineConfig(game="MetaDrive"))
 
 
 def test_simulator_backend_needs_a_simulator(tmp_path):
