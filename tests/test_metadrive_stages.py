@@ -54,6 +54,13 @@ def test_metadrive_through_the_stages(tmp_path):
     assert agent.config.continuous and agent.config.state_size == STATE_SIZE
     assert not torch.equal(agent.eql_log_std, torch.full((2,), -0.5))  # the EQL actor acted and was trained
 
+    blind = train(TrainConfig(
+        game="MetaDrive", load_cnn=True, perception=checkpoint, dataset=tmp_path / "dataset", runs_dir=tmp_path / "runs",
+        run_name="pixels-only", total_steps=32, num_envs=2, num_steps=16, num_minibatches=2, ego_state=False,
+        eval_episodes=0, device="cpu",
+    ))
+    assert load_agent(blind.checkpoint, torch.device("cpu"))[0].config.state_size == 0
+
     for actor in ("neural", "eql"):
         result = evaluate(EvaluateConfig(checkpoint=run.checkpoint, actor=actor, episodes=1, device="cpu"))
         assert result.summary["episodes"] == 1 and result.summary["success_rate"] in (0.0, 1.0)

@@ -10,7 +10,8 @@ turns left, negative throttle brakes.
 The top-down renderer and the state observation need none of MetaDrive's 3-D assets, so
 insight never asks MetaDrive to fetch them (it would try at the first reset and fail offline).
 MetaDrive allows one simulator per process: the vector env runs each env in a subprocess, so 8
-envs use 8 cores; segment's frame source runs one in this process.
+envs use 8 cores; segment's frame source runs one in this process. Training and evaluation
+envs are the same (no lives to lose, no rewards to clip).
 """
 
 from __future__ import annotations

@@ -100,7 +100,8 @@ def play_episodes(act: Actor, game: GameSpec, episodes: int, seed: int, device: 
             lengths += active
             done = (result.terminated | result.truncated) & active
             for index in np.flatnonzero(done):
-                finished.append((float(returns[index]), int(lengths[index]), bool(getattr(env, "arrived", done)[index])))
+                arrived = game.continuous and bool(env.arrived[index])
+                finished.append((float(returns[index]), int(lengths[index]), arrived))
                 if on_episode:
                     on_episode(float(returns[index]))
                 returns[index], lengths[index] = 0.0, 0

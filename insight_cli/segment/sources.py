@@ -37,10 +37,10 @@ def play(game: GameSpec, frames: int, seed: int, policy: Callable[[np.ndarray], 
     frame, reward, episode, step = source.reset(), 0.0, 0, 0
     try:
         for _ in range(frames):
-            if game.continuous:
-                action = policy(frame.stack) if policy else None
+            if policy:
+                action = policy(frame.stack)
             else:
-                action = policy(frame.stack) if policy else int(rng.integers(len(source.action_meanings)))
+                action = None if game.continuous else int(rng.integers(len(source.action_meanings)))
             objects = getattr(source, "objects", None)
             recorded = -1 if game.continuous else action
             yield SourceFrame(episode, step, frame.rgb, frame.stack[-1], recorded, reward, objects)

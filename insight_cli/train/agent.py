@@ -49,7 +49,7 @@ class AgentOutput(NamedTuple):
 
 class SquashedGaussian:
     """a = tanh(u), u ~ N(mean, std). Samples and log-probabilities are of u (what the rollout
-    stores); `action` squashes it for the env; the entropy is that of u (the usual estimate)."""
+    stores; the env gets tanh(u)); the entropy is that of u (the usual estimate)."""
 
     def __init__(self, mean: torch.Tensor, log_std: torch.Tensor):
         self.normal = torch.distributions.Normal(mean, log_std.exp().expand_as(mean))
@@ -64,10 +64,6 @@ class SquashedGaussian:
 
     def entropy(self) -> torch.Tensor:
         return self.normal.entropy().sum(dim=-1)
-
-    @staticmethod
-    def action(u: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(u)
 
 
 def _layer(layer: nn.Linear, std: float) -> nn.Linear:

@@ -69,3 +69,31 @@ def test_an_update_on_the_rollouts_kept_perception_equals_one_that_recomputes_it
     assert moved and not any(name.startswith("perception.") for name in moved)
     for (name, a), b in zip(recomputed.named_parameters(), reused.parameters()):
         assert torch.allclose(a, b, atol=1e-5), name
+
+
+def test_the_kl_penalty_reaches_the_update():
+    import copy
+
+    from insight_cli.perception.model import PerceptionConfig
+    from insight_cli.train.agent import Agent, AgentConfig
+    from insight_cli.train.ppo import PpoSettings, Rollout, ppo_update
+
+    torch.manual_seed(0)
+    agent = Agent(AgentConfig(PerceptionConfig(n_objects=2, hidden=32), n_actions=2, continuous=True))
+    steps, envs = 4, 2
+    obs = torch.randint(0, 255, (steps, envs, 4, 84, 84), dtype=torch.uint8)
+    raw = torch.randn(steps, envs, 2)
+    with torch.no_grad():
+        logprobs = torch.stack([agent.policy(agent(obs[t]), "neural").log_prob(raw[t]) for t in range(steps)])
+    rollout = Rollout(obs, torch.zeros(steps, envs, 0), raw, logprobs, torch.randn(steps, envs), torch.zeros(steps, envs),
+                      torch.zeros(steps, envs))
+
+    def actor_after(kl_coef):
+        twin = copy.deepcopy(agent)
+        optimizer = torch.optim.SGD(twin.head_parameters(), lr=0.5)
+        ppo_update(twin, optimizer, rollout, torch.randn(steps, envs), torch.randn(steps, envs),
+                   PpoSettings(num_minibatches=1, update_epochs=3, kl_coef=kl_coef), 0.0, None, lambda: None,
+                   torch.Generator().manual_seed(3))
+        return twin.actor[2].weight
+
+    assert not torch.allclose(actor_after(0.0), actor_after(5.0))
