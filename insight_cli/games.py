@@ -909,6 +909,9 @@ METADRIVE = GameSpec(
     objects=(
         ObjectSpec("ego", "the car you drive, at the centre of the view", colors=((224, 177, 67),),
                    region=(0.4, 0.35, 0.6, 0.65)),
+        ObjectSpec("road_left", "the left edge of your side of the road, level with you (usually the centre line)",
+                   colors=((20, 20, 20),)),
+        ObjectSpec("road_right", "the right edge of the road, level with you", colors=((140, 140, 140),)),
         ObjectSpec("vehicle", "another car, nearest first", colors=((224, 177, 67),), max_count=32),
     ),
 )

@@ -3,6 +3,7 @@ on tiny budgets."""
 
 import json
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -33,11 +34,13 @@ def test_metadrive_through_the_stages(tmp_path):
     meta = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
     assert meta["backend"] == "simulator" and meta["counts"]["frames"] == 240
     names = [track["name"] for track in result.tracks]
-    assert names[0] == "ego" and result.tracks[0]["seen_fraction"] == 1.0
-    assert names[1:] and all(name == f"vehicle{rank}" for rank, name in enumerate(names[1:], start=1))  # nearest first
-    objects = pq.read_table(tmp_path / "dataset" / "objects.parquet").to_pydict()
-    ego = [index for index, name in enumerate(objects["name"]) if name == "ego"]
-    assert all(abs(objects["cx"][i] - 0.5) < 0.02 and abs(objects["cy"][i] - 0.5) < 0.02 for i in ego)
+    assert names[:3] == ["ego", "road_left", "road_right"] and result.tracks[0]["seen_fraction"] == 1.0
+    assert names[3:] and all(name == f"vehicle{rank}" for rank, name in enumerate(names[3:], start=1))  # nearest first
+    objects = pq.read_table(tmp_path / "dataset" / "objects.parquet").to_pylist()
+    x_of = {name: [o["cx"] for o in objects if o["name"] == name] for name in ("road_left", "road_right")}
+    assert all(abs(o["cx"] - 0.5) < 0.02 and abs(o["cy"] - 0.5) < 0.02 for o in objects if o["name"] == "ego")
+    # the ego drives between the edges of its side of the road
+    assert np.mean(np.array(x_of["road_left"]) < 0.5) > 0.9 and np.mean(np.array(x_of["road_right"]) > 0.5) > 0.9
 
     checkpoint = tmp_path / "perception.ckpt"
     trained = pretrain(PretrainConfig(game="MetaDrive", dataset=tmp_path / "dataset", out=checkpoint, epochs=2,

@@ -61,7 +61,7 @@ def require_metadrive() -> None:
 
 
 class ObjectBox(NamedTuple):
-    name: str  # "ego", then "vehicle1", "vehicle2", ... nearest first
+    name: str  # "ego", "road_left", "road_right", then "vehicle1", "vehicle2", ... nearest first
     box: tuple[float, float, float, float]  # x0, y0, x1, y1 in view pixels
 
 
@@ -128,7 +128,19 @@ class Drive:
             box = (max(0.0, x0), max(0.0, y0), min(float(FRAME_SIZE), x1), min(float(FRAME_SIZE), y1))
             found.append((vehicle is not ego, distance, box))
         found.sort(key=lambda item: item[:2])  # the ego first, then the others nearest first
-        return [ObjectBox("ego" if rank == 0 else f"vehicle{rank}", box) for rank, (_, _, box) in enumerate(found)]
+        vehicles = [ObjectBox("ego" if rank == 0 else f"vehicle{rank}", box) for rank, (_, _, box) in enumerate(found)]
+        return vehicles[:1] + self._road_edges(ego) + vehicles[1:]
+
+    @staticmethod
+    def _road_edges(ego) -> list[ObjectBox]:
+        """The edges of the ego's side of the road level with it (left: usually the centre line),
+        as small boxes on the ego's row, where they are in view."""
+        centre, edges = FRAME_SIZE / 2, []
+        for name, x in (("road_left", centre - ego.dist_to_left_side * PIXELS_PER_METRE),
+                        ("road_right", centre + ego.dist_to_right_side * PIXELS_PER_METRE)):
+            if 1 <= x <= FRAME_SIZE - 1:
+                edges.append(ObjectBox(name, (float(x) - 1, centre - 2, float(x) + 1, centre + 2)))
+        return edges
 
     def close(self) -> None:
         self._env.close()

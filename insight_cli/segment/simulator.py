@@ -1,6 +1,7 @@
 """The `simulator` backend: a simulator that knows where its objects are (MetaDrive) reports
-them, so nothing has to be found in pixels. Slots are ranks, not identities: `ego`, then
-`vehicle1` for the nearest other car, `vehicle2` for the next, ... (what a driving policy reads)."""
+them, so nothing has to be found in pixels. Vehicle slots are ranks, not identities: `ego`, then
+`vehicle1` for the nearest other car, `vehicle2` for the next, ... (what a driving policy reads);
+`road_left` and `road_right` mark the edges of the ego's side of the road."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ class SimulatorObjects:
 
     @staticmethod
     def _track_id(name: str) -> int:
-        return 0 if name == "ego" else int(name.removeprefix("vehicle"))
+        fixed = {"ego": 0, "road_left": 1, "road_right": 2}
+        return fixed[name] if name in fixed else len(fixed) - 1 + int(name.removeprefix("vehicle"))
 
     def label(self, objects) -> tuple[Detections, np.ndarray, list[str]]:
         """The simulator's object boxes of one frame -> detections, track ids and names."""
