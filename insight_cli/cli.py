@@ -455,6 +455,11 @@ def _describe_game(spec) -> None:
     origin = f"ALE: {spec.ale_id}" if spec.ale_id else "MetaDrive, continuous actions" if spec.continuous else "built-in"
     console.print(f"[bold]{spec.name}[/]  ({origin})")
     console.print(spec.task)
+    if spec.continuous:
+        from insight_cli.envs.metadrive import ASSET_HINT, asset_status
+
+        console.print(f"MetaDrive 3-D assets: {asset_status()}. The top-down view insight uses needs none; "
+                      f"the RGB camera would: {ASSET_HINT}.")
     actions = Table(title="actions")
     actions.add_column("#", justify="right")
     actions.add_column("action")

@@ -25,7 +25,7 @@ def test_every_verb_explains_every_option(verb):
 def test_games_lists_the_paper_games_with_actions():
     result = runner.invoke(app, ["games"])
     assert result.exit_code == 0
-    for name in ["Catch", "Pong", "SpaceInvaders", "MsPacman"]:
+    for name in ["Catch", "MetaDrive", "Pong", "SpaceInvaders", "MsPacman"]:
         assert name in result.output
     assert "RIGHTFIRE" in result.output
 
@@ -34,6 +34,15 @@ def test_games_describes_one_game():
     result = runner.invoke(app, ["games", "Pong"])
     assert result.exit_code == 0
     assert "move the paddle up" in result.output and "ball" in result.output
+
+
+def test_games_describes_metadrive_and_its_assets():
+    from insight_cli.envs.metadrive import asset_status
+
+    result = runner.invoke(app, ["games", "MetaDrive"])
+    assert result.exit_code == 0
+    assert "steering" in result.output and "road_left" in result.output
+    assert f"assets: {asset_status()}" in result.output and "metadrive.pull_asset" in result.output
 
 
 def test_unknown_game_is_one_line_error_with_hint():

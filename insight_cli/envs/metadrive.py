@@ -35,7 +35,7 @@ VEHICLE_RGB = (224, 177, 67)  # every vehicle, the ego included, in the semantic
 SCENARIOS = 1000  # maps (PG scenarios) seeds cycle through
 TRAFFIC_DENSITY = 0.2  # MetaDrive's default 0.1 leaves few cars in view
 HORIZON = 1000  # steps of 0.1 s before an episode is cut off
-ASSET_HINT = "run `python -m metadrive.pull_asset` (or unzip MetaDrive's assets.zip into <site-packages>/metadrive/)"
+ASSET_HINT = "`python -m metadrive.pull_asset` fetches them (or unzip MetaDrive's assets.zip into <site-packages>/metadrive/)"
 _RENDER = dict(
     mode="topdown", window=False, screen_size=(FRAME_SIZE, FRAME_SIZE), scaling=PIXELS_PER_METRE,
     film_size=(2000, 2000), target_agent_heading_up=True, num_stack=1, draw_contour=False, semantic_map=True,
@@ -68,7 +68,7 @@ class ObjectBox(NamedTuple):
 class Observation(NamedTuple):
     rgb: np.ndarray  # (84, 84, 3) uint8 top-down view
     state: np.ndarray  # (19,) float32 ego state
-    objects: list[ObjectBox]  # the vehicles in view
+    objects: list[ObjectBox]  # the vehicles and road edges in view
 
 
 class Drive:
