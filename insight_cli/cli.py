@@ -316,8 +316,7 @@ def evaluate(
         f"(min {s['min']:g}, max {s['max']:g})",
         soft_wrap=True,
     )
-    for path in result.files:
-        console.print(f"[green]wrote[/] {path}", soft_wrap=True, highlight=False)
+    _print_written(result.files)
 
 
 @app.command("extract-policy")
@@ -364,8 +363,7 @@ def extract_policy(
     console.print(line, soft_wrap=True)
     if max(policy.term_counts) > READABLE_TERMS:
         console.print(f"[yellow]an action has more than {READABLE_TERMS} terms: prune more with --threshold or --max-terms[/]")
-    for path in result.files:
-        console.print(f"[green]wrote[/] {path}", soft_wrap=True, highlight=False)
+    _print_written(result.files)
 
 
 @app.command()
@@ -407,8 +405,7 @@ def explain(
         f"{check['contradicted']} contradicted, {check['unsupported']} unsupported",
         soft_wrap=True,
     )
-    for path in result.files:
-        console.print(f"[green]wrote[/] {path}", soft_wrap=True, highlight=False)
+    _print_written(result.files)
 
 
 class PresetName(str, Enum):
@@ -449,6 +446,11 @@ def pipeline(
     table.add_row("explanation", f"{result.explanation} ({check['supported']} of {check['claims']} claims supported)")
     table.add_row("stages run / up to date", f"{', '.join(result.ran) or '-'} / {', '.join(result.skipped) or '-'}")
     console.print(table)
+
+
+def _print_written(files) -> None:
+    for path in files:
+        console.print(f"[green]wrote[/] {path}", soft_wrap=True, highlight=False)
 
 
 def _describe_game(spec) -> None:

@@ -37,7 +37,7 @@ def watch_episode(act: Actor, game: GameSpec, seed: int, device: torch.device, m
     frame, score = source.reset(), 0.0
     try:
         for _ in range(max_steps):
-            actions, coordinates = act(torch.from_numpy(frame.stack[None]).to(device), _ego_state(source, device))
+            actions, coordinates = act(torch.from_numpy(frame.stack[None]).to(device), ego_states(source, device))
             rgb, action = frame.rgb, actions[0] if game.continuous else int(actions[0])
             frame, reward, done = source.step(action)
             yield Step(rgb, action, coordinates[0], score, reward)
@@ -91,7 +91,7 @@ def play_episodes(act: Actor, game: GameSpec, episodes: int, seed: int, device: 
     states, taken = [], []
     try:
         while active.any():
-            actions, coordinates = act(torch.from_numpy(obs).to(device), _ego_state(env, device))
+            actions, coordinates = act(torch.from_numpy(obs).to(device), ego_states(env, device))
             if keep_states:
                 states.append(coordinates[active])
                 taken.append(actions[active])
@@ -121,6 +121,7 @@ def play_episodes(act: Actor, game: GameSpec, episodes: int, seed: int, device: 
     )
 
 
-def _ego_state(env, device: torch.device) -> torch.Tensor | None:
+def ego_states(env, device: torch.device) -> torch.Tensor | None:
+    """(N, S) the env's (or frame source's) current ego states on `device`; None for games without."""
     state = getattr(env, "ego_state", None)
     return None if state is None else torch.from_numpy(np.array(state, np.float32)).reshape(-1, state.shape[-1]).to(device)

@@ -64,9 +64,10 @@ def run(config: EvaluateConfig) -> EvaluateResult:
     game = get_game(checkpoint.meta["game"])
     object_names = [o["name"] for o in checkpoint.meta["objects"]]
     symbolic = None
-    if config.actor == "symbolic" and game.continuous:
-        raise InsightError(f"{game.name} has no exported equations yet (continuous actions)", hint="use --actor neural or eql")
     if config.actor == "symbolic":
+        if game.continuous:
+            raise InsightError(f"{game.name} has no exported equations yet (continuous actions)",
+                               hint="use --actor neural or eql")
         from insight_cli.extract_policy.export import load_policy_module
 
         symbolic = load_policy_module(Path(config.policy or path.parent / "policy.py"), game.name, object_names)

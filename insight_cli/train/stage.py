@@ -20,7 +20,7 @@ from insight_cli.dataset import load_dataset
 from insight_cli.envs import make_vector_env
 from insight_cli.envs.metadrive import STATE_SIZE
 from insight_cli.errors import InsightError, UsageError
-from insight_cli.evaluate.episodes import agent_actor, play_episodes
+from insight_cli.evaluate.episodes import agent_actor, ego_states, play_episodes
 from insight_cli.files import ensure_writable
 from insight_cli.games import get_game
 from insight_cli.perception.losses import object_weights, perception_loss
@@ -196,7 +196,8 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
     agent = Agent(agent_config).to(device)
     if perception_state is not None:
         agent.perception.load_state_dict(perception_state)
-    agent.centre_features(data.batch(_spread(data.train_rows, CENTRE_FRAMES))[0])  # a resumed run loads its own
+    if not config.resume:  # a resumed run loads its own centre
+        agent.centre_features(data.batch(_spread(data.train_rows, CENTRE_FRAMES))[0])
     distributed.broadcast_parameters(agent, ranks)
     groups = [{"params": agent.head_parameters(), "weight_decay": 0.0}]
     if config.freeze_cnn:
@@ -386,9 +387,7 @@ def _evaluate(agent, game, data, weights, config, device, meta, update, ranks) -
 
 def _ego_state(env, state_size: int, device: torch.device) -> torch.Tensor:
     """(N, S) the envs' current ego states, (N, 0) when the agent takes none."""
-    if not state_size:
-        return torch.zeros((env.num_envs, 0), device=device)
-    return torch.from_numpy(env.ego_state.copy()).to(device)
+    return ego_states(env, device) if state_size else torch.zeros((env.num_envs, 0), device=device)
 
 
 def _spread(rows: torch.Tensor, count: int) -> torch.Tensor:
