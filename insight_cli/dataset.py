@@ -3,7 +3,9 @@
 A dataset is a directory:
     frames.parquet   one row per frame: frame_id, episode, step, split, action, reward,
                      rgb (PNG bytes of the full frame), gray (84*84 bytes: the newest frame of
-                     the training view; stacks are rebuilt by index within an episode)
+                     the training view; stacks are rebuilt by index within an episode), and
+                     for games with an ego state (MetaDrive) a `state` column: its values on
+                     this frame
     objects.parquet  one row per object per frame: frame_id, track_id, name, cx, cy, x0, y0,
                      x1, y1 (fractions of the frame, x right, y down), area (fraction of the
                      frame), r, g, b (mean colour)
@@ -48,6 +50,7 @@ FRAMES_SCHEMA = pa.schema(
         ("gray", pa.binary()),
     ]
 )
+STATE_COLUMN = pa.field("state", pa.list_(pa.float32()))  # optional: only games with an ego state
 OBJECTS_SCHEMA = pa.schema(
     [
         ("frame_id", pa.int64()),
@@ -87,6 +90,13 @@ class Dataset:
         column = self.frames.column("gray").combine_chunks()
         data = np.frombuffer(column.buffers()[2], dtype=np.uint8, count=len(column) * FRAME_SIZE * FRAME_SIZE)
         return data.reshape(len(column), FRAME_SIZE, FRAME_SIZE)
+
+    def states(self) -> np.ndarray | None:
+        """(N, S) float32 ego state of every frame, or None for games without one."""
+        if STATE_COLUMN.name not in self.frames.column_names:
+            return None
+        column = self.frames.column(STATE_COLUMN.name).combine_chunks()
+        return column.flatten().to_numpy().reshape(len(column), -1)
 
     def stack_indices(self) -> np.ndarray:
         """(N, 4) int64: for each frame, the rows of the frames in its training view, oldest
@@ -147,6 +157,7 @@ class DatasetWriter:
         self.meta = dict(meta)
         self._frames: dict[str, list] = {name: [] for name in FRAMES_SCHEMA.names if name != "split"}
         self._objects: dict[str, list] = {name: [] for name in OBJECTS_SCHEMA.names}
+        self._states: list[np.ndarray] = []
 
     def __enter__(self) -> DatasetWriter:
         return self
@@ -158,11 +169,16 @@ class DatasetWriter:
     def num_frames(self) -> int:
         return len(self._frames["frame_id"])
 
-    def add_frame(self, episode: int, step: int, rgb_png: bytes, gray: np.ndarray, action: int, reward: float) -> int:
-        """Append one frame; returns its frame_id."""
+    def add_frame(self, episode: int, step: int, rgb_png: bytes, gray: np.ndarray, action: int, reward: float,
+                  state: np.ndarray | None = None) -> int:
+        """Append one frame (with its ego state: every frame or none); returns its frame_id."""
         if gray.shape != (FRAME_SIZE, FRAME_SIZE) or gray.dtype != np.uint8:
             raise ValueError(f"gray frame must be ({FRAME_SIZE}, {FRAME_SIZE}) uint8, got {gray.shape} {gray.dtype}")
         frame_id = self.num_frames
+        if frame_id and (state is None) != (not self._states):
+            raise ValueError("give an ego state with every frame or with none")
+        if state is not None:
+            self._states.append(np.asarray(state, np.float32))
         for name, value in zip(
             ("frame_id", "episode", "step", "action", "reward", "rgb", "gray"),
             (frame_id, episode, step, action, reward, rgb_png, gray.tobytes()),
@@ -195,6 +211,8 @@ class DatasetWriter:
         episodes = np.asarray(self._frames["episode"], dtype=np.int32)
         splits = assign_splits(episodes)
         frames = pa.table({**self._frames, "split": list(splits)}).select(FRAMES_SCHEMA.names).cast(FRAMES_SCHEMA)
+        if self._states:
+            frames = frames.append_column(STATE_COLUMN, pa.array(list(np.stack(self._states)), STATE_COLUMN.type))
         objects = pa.table(self._objects, schema=OBJECTS_SCHEMA)
         pq.write_table(frames, self.staging / "frames.parquet")
         pq.write_table(objects, self.staging / "objects.parquet")
@@ -278,7 +296,8 @@ def load_dataset(path: Path) -> Dataset:
         missing = [column for column in schema.names if column not in table.column_names]
         if missing:
             raise InsightError(f"{file} lacks columns {', '.join(missing)}", hint=hint)
-        tables[name] = table.select(schema.names)
+        optional = [STATE_COLUMN.name] if name == "frames" and STATE_COLUMN.name in table.column_names else []
+        tables[name] = table.select(schema.names + optional)
     if tables["frames"].num_rows != meta["counts"]["frames"]:
         raise InsightError(f"{path} is inconsistent: dataset.json and frames.parquet disagree on the frame count")
     return Dataset(path, meta, tables["frames"], tables["objects"])

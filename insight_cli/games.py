@@ -42,6 +42,7 @@ class GameSpec:
     background: tuple[RGB, ...] = ()  # colours that are never objects (playfield, walls)
     paper: bool = False  # one of the nine games of the INSIGHT paper
     continuous: bool = False  # each entry of `actions` is a number in [-1, 1] set every step (MetaDrive)
+    state: dict[str, str] = field(default_factory=dict)  # ego state values next to the pixels: name -> meaning
     notes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -914,6 +915,29 @@ METADRIVE = GameSpec(
         ObjectSpec("road_right", "the right edge of the road, level with you", colors=((140, 140, 140),)),
         ObjectSpec("vehicle", "another car, nearest first", colors=((224, 177, 67),), max_count=32),
     ),
+    # MetaDrive's state observation, in its order; every value is scaled to [0, 1]
+    state={
+        "ego_left_gap": "distance from the ego car to the left edge of the road (1 = the widest road)",
+        "ego_right_gap": "distance from the ego car to the right edge of the road (1 = the widest road)",
+        "ego_heading": "the ego car's heading against its lane (0.5 = along the lane)",
+        "ego_speed": "the ego car's speed (1 = its top speed)",
+        "ego_wheel": "the ego car's current steering angle (0.5 = straight, above it = left)",
+        "ego_last_steering": "the steering action of the last step (0.5 = straight, above it = left)",
+        "ego_last_throttle": "the throttle action of the last step (0.5 = none, above it = accelerating)",
+        "ego_yaw_rate": "how fast the ego car is turning",
+        "ego_lane_offset": "the ego car's sideways position in its lane (0.5 = centred)",
+        **{
+            f"nav{point}_{key}": f"{meaning} of the {'next' if point == 1 else 'second'} navigation checkpoint"
+            for point in (1, 2)
+            for key, meaning in (
+                ("ahead", "how far ahead (0.5 = level with the car)"),
+                ("side", "how far to the right (0.5 = straight ahead)"),
+                ("radius", "the bend radius of the lane ending (0 = straight)"),
+                ("clockwise", "the bend direction (1 = clockwise, 0.5 = straight)"),
+                ("angle", "the bend angle (0.5 = straight)"),
+            )
+        },
+    },
 )
 
 PAPER_GAMES: tuple[GameSpec, ...] = (

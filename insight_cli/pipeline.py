@@ -38,6 +38,11 @@ class Preset:
     hidden: int = 2048  # perception CNN width (pretrain)
 
 
+# The paper's MetaDrive training settings, used for continuous-action games on every preset:
+# 8 envs x 125 steps, 10 minibatches, KL penalty 0.2, and the EQL actor collects the data.
+DRIVING = {"lr": 5e-5, "clip_coef": 0.2, "num_envs": 8, "num_steps": 125, "num_minibatches": 10, "kl_coef": 0.2,
+           "reg_weight": 1e-4, "ng": False}
+
 PRESETS = {
     "demo": Preset(frames=2000, epochs=3, total_steps=2048, num_steps=32, eval_episodes=1, eval_every=0.5, episodes=2,
                    max_terms=8, decisions=2),
@@ -89,9 +94,6 @@ def run(config: PipelineConfig) -> PipelineResult:
     from insight_cli.train.stage import run as train
 
     game = get_game(config.game)
-    if game.continuous:
-        raise UsageError(f"the pipeline handles discrete games only for now, not {game.name}",
-                         hint="run segment, pretrain, train and evaluate one by one (see the README)")
     preset = PRESETS[config.preset]
     root = Path("data") / game.name
     run_dir = root / "runs" / config.preset
@@ -99,13 +101,14 @@ def run(config: PipelineConfig) -> PipelineResult:
     manifest_path = root / "pipeline.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() and not config.force else {}
     common = {"device": config.device, "seed": config.seed}
+    training = {"num_steps": preset.num_steps, **(DRIVING if game.continuous else {})}
     configs = {
         "segment": SegmentConfig(game=game.name, frames=preset.frames, out=dataset, **common),
         "pretrain": PretrainConfig(game=game.name, dataset=dataset, out=perception, epochs=preset.epochs,
                                   hidden=preset.hidden, **common),
         "train": TrainConfig(game=game.name, load_cnn=True, perception=perception, dataset=dataset, runs_dir=root / "runs",
-                             run_name=config.preset, total_steps=preset.total_steps, num_steps=preset.num_steps,
-                             eval_episodes=preset.eval_episodes, eval_every=preset.eval_every, **common),
+                             run_name=config.preset, total_steps=preset.total_steps, eval_episodes=preset.eval_episodes,
+                             eval_every=preset.eval_every, **training, **common),
         "extract-policy": ExtractConfig(checkpoint=checkpoint, max_terms=preset.max_terms, episodes=preset.episodes, **common),
         "evaluate": [EvaluateConfig(checkpoint=checkpoint, actor=actor, episodes=preset.episodes, video=actor == "symbolic",
                                     **common) for actor in ACTORS],

@@ -1,5 +1,5 @@
-"""MetaDrive for real, offline (top-down view), through segment -> pretrain -> train -> evaluate
-on tiny budgets."""
+"""MetaDrive for real, offline (top-down view), through segment -> pretrain -> train ->
+extract-policy -> evaluate -> explain on tiny budgets."""
 
 import json
 
@@ -11,14 +11,13 @@ import torch
 from insight_cli.envs.metadrive import STATE_SIZE, asset_status
 from insight_cli.evaluate.stage import EvaluateConfig
 from insight_cli.evaluate.stage import run as evaluate
-from insight_cli.extract_policy.stage import ExtractConfig
+from insight_cli.checkpoint import load_checkpoint
+from insight_cli.extract_policy.stage import ExtractConfig, held_out_states
 from insight_cli.explain.stage import ExplainConfig
 from insight_cli.explain.stage import run as explain
 from insight_cli.extract_policy.stage import run as extract
-from insight_cli.pipeline import PipelineConfig
-from insight_cli.pipeline import run as pipeline
 from insight_cli.train.agent import load_agent
-from insight_cli.errors import InsightError, UsageError
+from insight_cli.errors import UsageError
 from insight_cli.pretrain.stage import PretrainConfig
 from insight_cli.pretrain.stage import run as pretrain
 from insight_cli.segment.stage import SegmentConfig
@@ -67,12 +66,29 @@ def test_metadrive_through_the_stages(tmp_path):
     for actor in ("neural", "eql"):
         result = evaluate(EvaluateConfig(checkpoint=run.checkpoint, actor=actor, episodes=1, device="cpu"))
         assert result.summary["episodes"] == 1 and result.summary["success_rate"] in (0.0, 1.0)
-    with pytest.raises(InsightError, match="discrete games only"):
-        extract(ExtractConfig(checkpoint=run.checkpoint, device="cpu"))
-    with pytest.raises(InsightError, match="discrete games only"):
-        explain(ExplainConfig(checkpoint=run.checkpoint, device="cpu"))
-    with pytest.raises(UsageError, match="discrete games only"):
-        pipeline(PipelineConfig(game="MetaDrive"))
+
+    extracted = extract(ExtractConfig(checkpoint=run.checkpoint, max_terms=6, episodes=1, device="cpu"))
+    policy = extracted.policy
+    assert policy.continuous and policy.actions == ["steering", "throttle"] and max(policy.term_counts) <= 6
+    assert [v.name for v in policy.variables[-STATE_SIZE:]][:2] == ["ego_left_gap", "ego_right_gap"]
+    fidelity = extracted.fidelity
+    assert fidelity["held_out_states"] == 48 and 0.0 <= fidelity["held_out_fidelity"] <= 1.0
+    assert fidelity["rollout_states"] > 0 and fidelity["rollout_action_error"] >= 0.0
+    document = json.loads((run.checkpoint.parent / "policy.json").read_text())
+    assert document["continuous"] and len(document["state"]) == STATE_SIZE
+
+    # The policy's inputs are the EQL actor's, in its order: coordinates, then the ego state.
+    inputs, actions = held_out_states(agent, load_checkpoint(run.checkpoint), tmp_path / "dataset", torch.device("cpu"))
+    with torch.no_grad():
+        np.testing.assert_allclose(np.tanh(agent.eql(torch.from_numpy(inputs).float()).numpy()), actions, atol=1e-5)
+    driven = evaluate(EvaluateConfig(checkpoint=run.checkpoint, actor="symbolic", episodes=1, device="cpu")).summary
+    assert driven["episodes"] == 1 and "success_rate" in driven
+
+    explained = explain(ExplainConfig(checkpoint=run.checkpoint, decisions=2, device="cpu"))
+    decisions = explained.document["decisions"]
+    assert len(decisions) == 2 and set(decisions[0]["actions"]) == {"steering", "throttle"}
+    assert explained.faithfulness["claims"] > 0 and explained.faithfulness["claims"] == explained.faithfulness["supported"]
+    assert "mean_steering" in (run.checkpoint.parent / "explanation.md").read_text()
 
 
 def test_simulator_backend_needs_a_simulator(tmp_path):

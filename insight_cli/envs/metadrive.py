@@ -28,9 +28,10 @@ import numpy as np
 from insight_cli.envs.base import Frame, StepResult
 from insight_cli.envs.preprocessing import FRAME_SIZE, STACK
 from insight_cli.errors import InsightError
+from insight_cli.games import METADRIVE
 
 PIXELS_PER_METRE = 2.0
-STATE_SIZE = 19
+STATE_SIZE = len(METADRIVE.state)  # MetaDrive's state observation, named in the catalogue
 VEHICLE_RGB = (224, 177, 67)  # every vehicle, the ego included, in the semantic palette
 SCENARIOS = 1000  # maps (PG scenarios) seeds cycle through
 TRAFFIC_DENSITY = 0.2  # MetaDrive's default 0.1 leaves few cars in view

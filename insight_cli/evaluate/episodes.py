@@ -28,6 +28,7 @@ class Step(NamedTuple):
     coordinates: np.ndarray  # (K, 4, 2) what the actor decided on
     score: float  # the episode's score before this step
     reward: float  # what the action earned
+    state: np.ndarray | None  # (S,) the ego state, for games with one
 
 
 def watch_episode(act: Actor, game: GameSpec, seed: int, device: torch.device, max_steps: int) -> Iterator[Step]:
@@ -37,10 +38,11 @@ def watch_episode(act: Actor, game: GameSpec, seed: int, device: torch.device, m
     frame, score = source.reset(), 0.0
     try:
         for _ in range(max_steps):
-            actions, coordinates = act(torch.from_numpy(frame.stack[None]).to(device), ego_states(source, device))
+            state = ego_states(source, device)
+            actions, coordinates = act(torch.from_numpy(frame.stack[None]).to(device), state)
             rgb, action = frame.rgb, actions[0] if game.continuous else int(actions[0])
             frame, reward, done = source.step(action)
-            yield Step(rgb, action, coordinates[0], score, reward)
+            yield Step(rgb, action, coordinates[0], score, reward, None if state is None else state[0].cpu().numpy())
             score += reward
             if done:
                 break
@@ -52,13 +54,15 @@ class Episodes(NamedTuple):
     returns: list[float]  # raw game score of each episode, in the order they ended
     lengths: list[int]  # agent steps (each 4 frames)
     coordinates: np.ndarray | None  # (N, K, 4, 2) every state an actor decided on, if kept
-    actions: np.ndarray | None  # (N,) the actions taken there
+    actions: np.ndarray | None  # (N,) the actions taken there (continuous: (N, A))
     arrived: list[bool] | None = None  # driving games: whether each episode reached its destination
+    states: np.ndarray | None = None  # (N, S) the ego states there, if kept and the game has them
 
 
 def agent_actor(agent, actor: str, symbolic=None) -> Actor:
     """The agent's `actor` ("neural", "eql", or "symbolic" with `symbolic.act` an exported
-    policy over the coordinates the agent's perception predicts), acting greedily."""
+    policy over the coordinates the agent's perception predicts, and the ego state if the
+    agent reads one), acting greedily."""
     if actor not in ACTORS:
         raise ValueError(f"unknown actor {actor!r}")
 
@@ -66,7 +70,9 @@ def agent_actor(agent, actor: str, symbolic=None) -> Actor:
     def act(obs: torch.Tensor, state: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
         if actor == "symbolic":
             coordinates = agent.perception.object_coordinates(agent.perception(obs)).float().cpu().numpy()
-            return np.asarray(symbolic.act(coordinates)).reshape(-1), coordinates
+            with_state = (state.cpu().numpy(),) if agent.config.state_size else ()
+            actions = np.asarray(symbolic.act(coordinates, *with_state))
+            return actions.reshape(len(coordinates), -1) if agent.config.continuous else actions.reshape(-1), coordinates
         out = agent(obs, state if agent.config.state_size else None)
         return agent.greedy(out, actor).cpu().numpy(), out.coordinates.float().cpu().numpy()
 
@@ -88,13 +94,16 @@ def play_episodes(act: Actor, game: GameSpec, episodes: int, seed: int, device: 
     started = num_envs
     finished: list[tuple[float, int]] = []
     active = np.ones(num_envs, dtype=bool)
-    states, taken = [], []
+    seen, taken, ego = [], [], []
     try:
         while active.any():
-            actions, coordinates = act(torch.from_numpy(obs).to(device), ego_states(env, device))
+            state = ego_states(env, device)
+            actions, coordinates = act(torch.from_numpy(obs).to(device), state)
             if keep_states:
-                states.append(coordinates[active])
+                seen.append(coordinates[active])
                 taken.append(actions[active])
+                if state is not None:
+                    ego.append(state.cpu().numpy()[active])
             result = env.step(actions)
             returns += result.reward * active
             lengths += active
@@ -115,9 +124,10 @@ def play_episodes(act: Actor, game: GameSpec, episodes: int, seed: int, device: 
     return Episodes(
         [score for score, _, _ in finished],
         [length for _, length, _ in finished],
-        np.concatenate(states) if keep_states else None,
+        np.concatenate(seen) if keep_states else None,
         np.concatenate(taken) if keep_states else None,
         [arrived for _, _, arrived in finished] if game.continuous else None,
+        np.concatenate(ego) if ego else None,
     )
 
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from insight_cli.errors import InsightError, UsageError
+from insight_cli.errors import UsageError
 from insight_cli.evaluate.episodes import ACTORS, agent_actor, play_episodes, watch_episode
 from insight_cli.files import atomic_output, write_atomically
 from insight_cli.games import get_game
@@ -65,12 +65,10 @@ def run(config: EvaluateConfig) -> EvaluateResult:
     object_names = [o["name"] for o in checkpoint.meta["objects"]]
     symbolic = None
     if config.actor == "symbolic":
-        if game.continuous:
-            raise InsightError(f"{game.name} has no exported equations yet (continuous actions)",
-                               hint="use --actor neural or eql")
         from insight_cli.extract_policy.export import load_policy_module
 
-        symbolic = load_policy_module(Path(config.policy or path.parent / "policy.py"), game.name, object_names)
+        state = list(game.state) if agent.config.state_size else None
+        symbolic = load_policy_module(Path(config.policy or path.parent / "policy.py"), game.name, object_names, state)
     act = agent_actor(agent, config.actor, symbolic)
 
     with progress_bar("episodes") as progress:

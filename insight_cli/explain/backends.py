@@ -68,61 +68,73 @@ class OpenAIBackend:
 
 class OfflineAnalyst:
     """Deterministic explanations read off the equations: per action, the variables with the
-    largest typical slope of its logit over reference states, their signs and when the action
-    is chosen; per decision, the largest gradients of the log-probability of the action."""
+    largest typical slope of its logit (or mean) over reference states, their signs and when the
+    action is chosen (or high); per decision, the variables that move the action most there."""
 
     def __init__(self, policy: SymbolicPolicy, reference: np.ndarray):
-        self.policy, self.reference = policy, reference  # reference: (N, K, 4, 2) states
+        self.policy, self.reference = policy, reference  # reference: (N, V) inputs
 
     def _action(self, action: int, chosen: np.ndarray, typical: np.ndarray) -> str:
-        """typical: (V,) median slope of this action's logit over the reference states."""
+        """typical: (V,) median slope of this action's logit (mean) over the reference states."""
         policy, name = self.policy, self.policy.actions[action]
+        kind = "mean" if policy.continuous else "logit"
         ranked = [v for v in np.argsort(-np.abs(typical)) if typical[v] != 0][:INFLUENTIAL]
         if not policy.terms[action]:
-            influence = f"The logit of {name} is 0: no variable moves it."
+            influence = f"The {kind} of {name} is 0: no variable moves it."
         elif not ranked:
-            influence = f"The logit of {name} is a constant, {policy.expressions[action]}."
+            influence = f"The {kind} of {name} is a constant, {policy.expressions[action]}."
         else:
             parts = [
                 f"{policy.variables[v].name} ({policy.variables[v].meaning}) "
-                f"{'raises' if typical[v] > 0 else 'lowers'} the logit of {name} (typical slope {typical[v]:+.3g})"
+                f"{'raises' if typical[v] > 0 else 'lowers'} the {kind} of {name} (typical slope {typical[v]:+.3g})"
                 for v in ranked
             ]
             influence = "The most influential variables: " + "; ".join(parts) + "."
-        share = float(np.mean(chosen == action)) if len(chosen) else 0.0
-        when = f"The agent chooses {name} in {share:.0%} of the reference states"
-        if 0 < share < 1 and ranked:
+        if policy.continuous:
+            values = chosen[:, action]
+            selected = values > 0
+            when = f"Over the reference states {name} averages {values.mean():+.2f}, above 0 in {selected.mean():.0%} of them"
+        else:
+            selected = chosen == action
+            when = f"The agent chooses {name} in {selected.mean() if len(chosen) else 0.0:.0%} of the reference states"
+        if 0 < selected.mean() < 1 and ranked:
             inputs = self.reference.reshape(len(self.reference), -1)
             contrasts = []
             for v in ranked[:2]:
-                inside, outside = inputs[chosen == action, v].mean(), inputs[chosen != action, v].mean()
+                inside, outside = inputs[selected, v].mean(), inputs[~selected, v].mean()
                 contrasts.append(f"{policy.variables[v].name} averages {inside:.2f} there against {outside:.2f} elsewhere")
-            when += ", typically when " + " and ".join(contrasts)
+            when += ("; where it is above 0, " if policy.continuous else ", typically when ") + " and ".join(contrasts)
         return f"{influence} {when}."
 
     def policy_dialogue(self, context: str, questions: list[str]) -> list[str]:
         typical = np.median(self.policy.logit_gradients(self.reference), axis=0)  # (A, V) over (N, A, V)
-        chosen = self.policy.act(self.reference)
+        chosen = self.policy.choose(self.reference)
         answers = [self._action(a, chosen, typical[a]) for a in range(len(self.policy.actions))]
+        kind = "mean" if self.policy.continuous else "logit"
         leading = []
         for action, name in enumerate(self.policy.actions):
             if np.any(typical[action]):
                 v = int(np.argmax(np.abs(typical[action])))
                 leading.append(f"{name} follows {self.policy.variables[v].name} "
-                               f"({'raises' if typical[action, v] > 0 else 'lowers'} its logit)")
-        answers.append("In short: " + ("; ".join(leading) if leading else "no variable moves any logit") + ".")
+                               f"({'raises' if typical[action, v] > 0 else 'lowers'} its {kind})")
+        answers.append("In short: " + ("; ".join(leading) if leading else f"no variable moves any {kind}") + ".")
         return answers
 
     def decision(self, context: str, prompt: str, decision: Decision) -> str:
-        policy, name = self.policy, self.policy.actions[decision.action]
-        values = decision.coordinates.reshape(-1)
-        lines = [f"The agent took {name} with probability {decision.probabilities[decision.action]:.2f}."]
+        policy = self.policy
+        if policy.continuous:
+            lines = [f"The agent set {decision.summary(policy)}."]
+        else:
+            lines = [f"The agent took {policy.actions[decision.action]} with probability "
+                     f"{decision.probabilities[decision.action]:.2f}."]
         for v in decision.relevant(policy)[:INFLUENTIAL]:
-            gradient = decision.gradients[v]
+            action = decision.strongest(policy, v)
+            gradient = decision.gradients[action, v]
             if gradient == 0:
                 continue
+            moved = policy.actions[action] if policy.continuous else f"the probability of {policy.actions[action]}"
             lines.append(
-                f"Increasing {policy.variables[v].name} (now {values[v]:.2f}) {'raises' if gradient > 0 else 'lowers'} "
-                f"the probability of {name} (gradient {gradient:+.3g})."
+                f"Increasing {policy.variables[v].name} (now {decision.inputs[v]:.2f}) {'raises' if gradient > 0 else 'lowers'} "
+                f"{moved} (gradient {gradient:+.3g})."
             )
         return " ".join(lines)

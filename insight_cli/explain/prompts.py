@@ -1,8 +1,8 @@
 """Every prompt `insight explain` sends, in the paper's structure: a shared context (the task,
-the actions, the coordinate convention, the variable names, the logit equations and the
-softmax), a policy dialogue (one question per action, then a summary) and one prompt per
-decision (the action taken, the relevant variables' values and the gradients of the
-log-probability of that action)."""
+the actions, the coordinate convention, the variable names, the equations and how they make an
+action), a policy dialogue (one question per action, then a summary) and one prompt per
+decision (the action taken, the relevant variables' values and how each moves the action: the
+gradient of its log-probability, or for continuous actions of the action value itself)."""
 
 from __future__ import annotations
 
@@ -23,21 +23,48 @@ class Decision:
     source: str  # e.g. "rollout step 17" or "dataset frame 40"
     rgb: np.ndarray  # (H, W, 3) the full frame
     coordinates: np.ndarray  # (K, 4, 2) what the perception CNN predicted
-    action: int
-    probabilities: np.ndarray  # (A,) softmax of the logits
-    gradients: np.ndarray  # (V,) d log p(action) / d variable
+    inputs: np.ndarray  # (V,) every variable's value: the coordinates, then the ego state
+    action: int | np.ndarray  # the choice, or (A,) action values in [-1, 1]
+    probabilities: np.ndarray | None  # (A,) softmax of the logits; None for continuous actions
+    gradients: np.ndarray  # (A, V) SymbolicPolicy.sensitivities in this state
 
     def relevant(self, policy: SymbolicPolicy) -> list[int]:
-        """Indices of the variables the equations use, by |gradient|, largest first."""
+        """Indices of the variables the equations use, by how much they move the action taken
+        (continuous: any action), largest first."""
         used = {variable.name for variable in policy.used_variables}
         indices = [i for i, variable in enumerate(policy.variables) if variable.name in used]
-        return sorted(indices, key=lambda i: -abs(self.gradients[i]))[:DECISION_VARIABLES]
+        return sorted(indices, key=lambda i: -self.weight(policy, i))[:DECISION_VARIABLES]
+
+    def strongest(self, policy: SymbolicPolicy, variable: int) -> int:
+        """The action this variable moves most here (the action taken, for discrete games)."""
+        return int(np.argmax(np.abs(self.gradients[:, variable]))) if policy.continuous else int(self.action)
+
+    def weight(self, policy: SymbolicPolicy, variable: int) -> float:
+        return abs(float(self.gradients[self.strongest(policy, variable), variable]))
+
+    def summary(self, policy: SymbolicPolicy) -> str:
+        """"steering +0.31, throttle +0.80" or "RIGHT (p=0.93)"."""
+        if policy.continuous:
+            return ", ".join(f"{name} {value:+.2f}" for name, value in zip(policy.actions, self.action))
+        return f"{policy.actions[self.action]} (p={self.probabilities[self.action]:.2f})"
 
 
 def context(game: GameSpec, policy: SymbolicPolicy) -> str:
     actions = "\n".join(f"- {name}: {game.actions.get(name, name.lower())}" for name in policy.actions)
     variables = "\n".join(f"- {v.name}: {v.meaning}" for v in policy.used_variables)
-    equations = "\n".join(f"logit_{name} = {expression}" for name, expression in zip(policy.actions, policy.expressions))
+    kind = "mean" if policy.continuous else "logit"
+    equations = "\n".join(f"{kind}_{name} = {expression}" for name, expression in zip(policy.actions, policy.expressions))
+    naming = "Variables are named <axis>_<object>_<frame>: x_ball_4 is the horizontal position of the ball in the current frame."
+    if any(v.slot is None for v in policy.variables):
+        naming += " Variables starting with ego_ or nav are values of the ego state, each scaled to [0, 1]."
+    if policy.continuous:
+        rule = ("Every action is a number in [-1, 1] set at every step: action = tanh(mean) of its equation, so a larger "
+                "mean gives a larger action value.")
+        moves = "raises or lowers an action (its mean)"
+    else:
+        rule = ("The probability of action a is the softmax of the logits, p(a) = exp(logit_a) / sum_b exp(logit_b); "
+                "the agent takes the action with the largest logit.")
+        moves = "raises or lowers a logit or a probability"
     return f"""You explain the behaviour of an agent that plays the game {game.name}.
 
 Task: {game.task}
@@ -45,34 +72,57 @@ Task: {game.task}
 Actions:
 {actions}
 
-{COORDINATE_CONVENTION} Variables are named <axis>_<object>_<frame>: x_ball_4 is the horizontal position of the ball in the current frame.
+{COORDINATE_CONVENTION} {naming}
 The variables the policy uses:
 {variables}
 
-The policy gives every action a logit:
+The policy gives every action a {kind}:
 {equations}
 
-The probability of action a is the softmax of the logits, p(a) = exp(logit_a) / sum_b exp(logit_b); the agent takes the action with the largest logit.
+{rule}
 
-When you state a claim, name variables by their identifiers (such as x_ball_4) and actions by their names (such as {policy.actions[-1]}), and say whether a variable raises or lowers a logit or a probability. Ground every claim in the equations and the numbers you are given."""
+When you state a claim, name variables by their identifiers (such as x_ball_4) and actions by their names (such as {policy.actions[-1]}), and say whether a variable {moves}. Ground every claim in the equations and the numbers you are given."""
 
 
 def policy_questions(game: GameSpec, policy: SymbolicPolicy) -> list[str]:
     """One question per action, then one for the summary: a dialogue, asked in order."""
-    questions = [
-        f"Explain the action {name} ({game.actions.get(name, name.lower())}). Which variables raise its logit and "
-        f"which lower it? Which are the most influential? When does the agent choose {name}?"
-        for name in policy.actions
-    ]
+    if policy.continuous:
+        questions = [
+            f"Explain the action {name} ({game.actions.get(name, name)}). Which variables raise it and which lower it? "
+            f"Which are the most influential? When is {name} high and when is it low?"
+            for name in policy.actions
+        ]
+    else:
+        questions = [
+            f"Explain the action {name} ({game.actions.get(name, name.lower())}). Which variables raise its logit and "
+            f"which lower it? Which are the most influential? When does the agent choose {name}?"
+            for name in policy.actions
+        ]
     questions.append("Summarise the policy in a few sentences: what strategy does the agent follow?")
     return questions
 
 
 def decision_prompt(policy: SymbolicPolicy, decision: Decision) -> str:
+    relevant = decision.relevant(policy)
+    if policy.continuous:
+        header = " | ".join(f"d {name}" for name in policy.actions)
+        rows = "\n".join(
+            f"| {policy.variables[i].name} | {decision.inputs[i]:.3f} | "
+            + " | ".join(f"{g:+.3f}" for g in decision.gradients[:, i]) + " |"
+            for i in relevant
+        )
+        return f"""In the current state the agent set {decision.summary(policy)}.
+The relevant variables, their values and the gradient of each action value with respect to each (a positive gradient means that increasing the variable raises that action):
+
+| variable | value | {header} |
+| --- | --- | {" | ".join("---" for _ in policy.actions)} |
+{rows}
+
+Explain concisely and specifically why the agent acted like this here, grounded only in the equations, these values and these gradients."""
     name = policy.actions[decision.action]
     rows = "\n".join(
-        f"| {policy.variables[i].name} | {decision.coordinates.reshape(-1)[i]:.3f} | {decision.gradients[i]:+.3f} |"
-        for i in decision.relevant(policy)
+        f"| {policy.variables[i].name} | {decision.inputs[i]:.3f} | {decision.gradients[decision.action, i]:+.3f} |"
+        for i in relevant
     )
     probabilities = ", ".join(f"{a} {p:.3f}" for a, p in zip(policy.actions, decision.probabilities))
     return f"""In the current state the agent took the action {name} (probabilities: {probabilities}).

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from insight_cli.dataset import load_dataset
-from insight_cli.errors import InsightError, UsageError
+from insight_cli.errors import UsageError
 from insight_cli.evaluate.episodes import agent_actor, watch_episode
 from insight_cli.explain import faithfulness
 from insight_cli.explain.backends import OfflineAnalyst, OpenAIBackend
@@ -20,7 +20,7 @@ from insight_cli.explain.prompts import Decision, context, decision_prompt, poli
 from insight_cli.extract_policy.export import read_policy
 from insight_cli.extract_policy.stage import ExtractConfig, held_out_states
 from insight_cli.extract_policy.stage import run as extract
-from insight_cli.extract_policy.symbolic import SymbolicPolicy
+from insight_cli.extract_policy.symbolic import SymbolicPolicy, join
 from insight_cli.files import write_atomically
 from insight_cli.games import get_game
 from insight_cli.pictures import arrow, caption, mark_points, png_bytes, upscale
@@ -85,18 +85,27 @@ def _policy(config: ExplainConfig, path: Path) -> tuple[SymbolicPolicy, np.ndarr
     return result.policy, result.held_out
 
 
-def _decide(policy: SymbolicPolicy, source: str, rgb: np.ndarray, coordinates: np.ndarray) -> Decision:
-    batch = coordinates[None].astype(np.float64)
-    action = int(policy.act(batch)[0])
-    return Decision(source, rgb, coordinates, action, policy.probabilities(batch)[0],
-                    policy.log_prob_gradients(batch, np.array([action]))[0])
+def _decide(policy: SymbolicPolicy, source: str, rgb: np.ndarray, coordinates: np.ndarray,
+            state: np.ndarray | None) -> Decision:
+    """What the equations do and why in one state: (K, 4, 2) coordinates and the (S,) ego state
+    (None unless the policy reads one)."""
+    inputs = join(coordinates[None], None if state is None else state[None])
+    action = policy.choose(inputs)[0]
+    probabilities = None if policy.continuous else policy.probabilities(inputs)[0]
+    return Decision(source, rgb, coordinates, inputs[0], action if policy.continuous else int(action), probabilities,
+                    policy.sensitivities(inputs)[0])
+
+
+def _reads_state(policy: SymbolicPolicy) -> bool:
+    return any(variable.slot is None for variable in policy.variables)
 
 
 def _rollout_decisions(agent, policy, game, count: int, seed: int, device) -> list[Decision]:
     """`count` states of one fresh greedy episode (at most ROLLOUT_STEPS), chosen at random."""
     seen = list(watch_episode(agent_actor(agent, "symbolic", policy), game, seed, device, ROLLOUT_STEPS))
     steps = sorted(np.random.default_rng(seed).choice(len(seen), size=min(count, len(seen)), replace=False))
-    return [_decide(policy, f"rollout step {step}", seen[step].rgb, seen[step].coordinates) for step in steps]
+    return [_decide(policy, f"rollout step {step}", seen[step].rgb, seen[step].coordinates,
+                    seen[step].state if _reads_state(policy) else None) for step in steps]
 
 
 @torch.no_grad()
@@ -107,8 +116,9 @@ def _frame_decision(agent, policy, dataset_path: Path, row: int, device) -> Deci
     rows = dataset.stack_indices()[row]  # (4,) -1 before the episode began
     stacks = dataset.gray_frames()[np.maximum(rows, 0)]
     stacks[rows < 0] = 0  # frames before the episode began are blank
-    coordinates = agent(torch.from_numpy(stacks[None]).to(device)).coordinates.float().cpu().numpy()[0]
-    return _decide(policy, f"dataset frame {row}", dataset.rgb(row), coordinates)
+    state = dataset.states()[row] if _reads_state(policy) else None
+    coordinates = agent.perception.object_coordinates(agent.perception(torch.from_numpy(stacks[None]).to(device)))
+    return _decide(policy, f"dataset frame {row}", dataset.rgb(row), coordinates.float().cpu().numpy()[0], state)
 
 
 def decision_picture(policy: SymbolicPolicy, decision: Decision) -> np.ndarray:
@@ -116,18 +126,19 @@ def decision_picture(policy: SymbolicPolicy, decision: Decision) -> np.ndarray:
     largest gradients, arrows pointing the way that makes the action more likely."""
     canvas = upscale(decision.rgb)
     current = decision.coordinates[:, -1]  # (K, 2) the newest frame
-    objects = sorted({v.slot: v.object for v in policy.variables}.items())
+    objects = sorted({v.slot: v.object for v in policy.variables if v.slot is not None}.items())
     present = [(slot, name) for slot, name in objects if current[slot].any()]
     mark_points(canvas, np.array([current[slot] for slot, _ in present]).reshape(-1, 2), [name for _, name in present])
-    for v in decision.relevant(policy)[:MARKED]:
-        variable, gradient = policy.variables[v], decision.gradients[v]
-        if gradient == 0:
+    positions = [v for v in decision.relevant(policy) if policy.variables[v].slot is not None]
+    for v in positions[:MARKED]:
+        variable, action = policy.variables[v], decision.strongest(policy, v)
+        gradient, at = decision.gradients[action, v], decision.coordinates[variable.slot, variable.frame - 1]
+        if gradient == 0 or not at.any():  # no arrow at an object that is not there
             continue
-        at = decision.coordinates[variable.slot, variable.frame - 1]
         direction = (np.sign(gradient), 0) if variable.axis == "x" else (0, np.sign(gradient))
-        arrow(canvas, at, direction, f"{variable.name} {gradient:+.2g}")
-    name = policy.actions[decision.action]
-    return caption(canvas, f"{name}  p={decision.probabilities[decision.action]:.2f}  ({decision.source})")
+        label = f"{variable.name} {gradient:+.2g}" + (f" {policy.actions[action]}" if policy.continuous else "")
+        arrow(canvas, at, direction, label)
+    return caption(canvas, f"{decision.summary(policy)}  ({decision.source})")
 
 
 def run(config: ExplainConfig) -> ExplainResult:
@@ -140,9 +151,6 @@ def run(config: ExplainConfig) -> ExplainResult:
         backend = OpenAIBackend(config.llm, config.base_url, config.temperature, config.timeout, config.retries)
     agent, checkpoint = load_agent(path, device, require_eql=True)
     game = get_game(checkpoint.meta["game"])
-    if game.continuous:
-        raise InsightError(f"{path} drives {game.name} (continuous actions): explain handles discrete games only for now",
-                           hint="`insight evaluate` plays its neural and EQL actors")
     policy, reference = _policy(config, path)
     dataset_path = Path(checkpoint.meta["dataset"])
     if reference is None:
@@ -171,18 +179,26 @@ def run(config: ExplainConfig) -> ExplainResult:
     decision_records = []
     for number, (decision, prompt) in enumerate(zip(decisions, prompts), start=1):
         answer = backend.decision(shared, prompt, decision)
-        found = faithfulness.check_decision_text(answer, policy, decision.coordinates, decision.action)
+        default = None if policy.continuous else policy.actions[decision.action]
+        found = faithfulness.check_decision_text(answer, policy, decision.gradients, default)
         claims += found
+        if policy.continuous:
+            taken = {"action": decision.summary(policy), "actions": dict(zip(policy.actions, map(float, decision.action)))}
+        else:
+            taken = {"action": policy.actions[decision.action],
+                     "probabilities": dict(zip(policy.actions, map(float, decision.probabilities)))}
         decision_records.append({
-            "number": number, "source": decision.source, "action": policy.actions[decision.action],
-            "probabilities": dict(zip(policy.actions, map(float, decision.probabilities))),
-            "variables": [{"name": policy.variables[i].name, "value": float(decision.coordinates.reshape(-1)[i]),
-                           "gradient": float(decision.gradients[i])} for i in decision.relevant(policy)],
+            "number": number, "source": decision.source, **taken,
+            "variables": [{"name": policy.variables[i].name, "value": float(decision.inputs[i]),
+                           "gradients": dict(zip(policy.actions, map(float, decision.gradients[:, i]))),
+                           "gradient": float(decision.gradients[decision.strongest(policy, i), i])}
+                          for i in decision.relevant(policy)],
             "prompt": prompt, "answer": answer, "picture": f"decision_{number}.png", "claims": [asdict(c) for c in found],
         })
 
     document = {
         "run": str(path), "game": game.name, "llm": config.llm, "temperature": config.temperature,
+        "continuous": policy.continuous,
         "equations": {name: str(e) for name, e in zip(policy.actions, policy.expressions)},
         "context": shared, "policy": sections, "decisions": decision_records,
         "faithfulness": faithfulness.summarise(claims),
@@ -199,7 +215,8 @@ def markdown(document: dict) -> str:
     lines = [f"# Explanation of the {document['game']} policy", "",
              f"Run `{document['run']}`, written by {'the offline analyst' if document['llm'] == 'offline' else document['llm']}.",
              "", "## Equations", "", "```"]
-    lines += [f"logit_{name} = {expression}" for name, expression in document["equations"].items()]
+    kind = "mean" if document["continuous"] else "logit"
+    lines += [f"{kind}_{name} = {expression}" for name, expression in document["equations"].items()]
     lines += ["```", "", "## Policy", ""]
     for section in document["policy"]:
         lines += [f"### {section['action'] or 'Summary'}", "", section["answer"], ""]
@@ -208,8 +225,7 @@ def markdown(document: dict) -> str:
     for record in document["decisions"]:
         lines += [f"### Decision {record['number']}: {record['action']} ({record['source']})", "",
                   f"![decision {record['number']}]({record['picture']})", "",
-                  "| variable | value | gradient of log p |", "| --- | --- | --- |"]
-        lines += [f"| `{v['name']}` | {v['value']:.3f} | {v['gradient']:+.3f} |" for v in record["variables"]]
+                  *_gradient_table(record, document["continuous"])]
         lines += ["", record["answer"], ""]
     check = document["faithfulness"]
     lines += ["## Faithfulness", "",
@@ -218,3 +234,14 @@ def markdown(document: dict) -> str:
     lines += [f"- **{p['verdict']}**: \"{p['text']}\" ({p['variable']} {p['direction']} {p['action']}): {p['reason']}"
               for p in check["problems"]]
     return "\n".join(lines) + "\n"
+
+
+def _gradient_table(record: dict, continuous: bool) -> list[str]:
+    """A decision's variables, values and gradients: of log p(action), or of every action value."""
+    if not continuous:
+        return ["| variable | value | gradient of log p |", "| --- | --- | --- |",
+                *(f"| `{v['name']}` | {v['value']:.3f} | {v['gradient']:+.3f} |" for v in record["variables"])]
+    actions = list(record["actions"])
+    return ["| variable | value | " + " | ".join(f"d {a}" for a in actions) + " |", "| --- " * (len(actions) + 2) + "|",
+            *(f"| `{v['name']}` | {v['value']:.3f} | " + " | ".join(f"{v['gradients'][a]:+.3f}" for a in actions) + " |"
+              for v in record["variables"])]

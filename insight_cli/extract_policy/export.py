@@ -1,5 +1,6 @@
 """The extracted policy's files: policy.json (machine-readable), policy.md (Markdown with LaTeX),
-policy.tex (a standalone LaTeX document) and policy.py (a numpy-only `act(coordinates)`)."""
+policy.tex (a standalone LaTeX document) and policy.py (a numpy-only `act(coordinates)`, or
+`act(coordinates, state)` for a policy that reads an ego state)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ import sympy
 from insight_cli import __version__
 from insight_cli.errors import InsightError
 from insight_cli.extract_policy.symbolic import COORDINATE_CONVENTION, READABLE_TERMS, SymbolicPolicy, variables_for
+
+SOFTMAX = "softmax over the action logits: p(a) = exp(logit_a) / sum_b exp(logit_b); the agent takes the largest"
+SQUASHED = ("each action is tanh(mean) of its polynomial, a number in [-1, 1] (the mean of a squashed Gaussian "
+            "the agent was trained with)")
 from insight_cli.files import write_atomically
 
 FORMAT = "insight-policy"
@@ -30,7 +35,9 @@ def policy_document(policy: SymbolicPolicy, game: str, action_meanings: dict[str
         "game": game,
         "objects": object_names,
         "coordinate_convention": COORDINATE_CONVENTION,
-        "probabilities": "softmax over the action logits: p(a) = exp(logit_a) / sum_b exp(logit_b)",
+        "continuous": policy.continuous,
+        "state": [v.name for v in policy.variables if v.slot is None],
+        "probabilities": SQUASHED if policy.continuous else SOFTMAX,
         "threshold": policy.threshold,
         "digits": policy.digits,
         "readable": max(policy.term_counts) <= READABLE_TERMS,
@@ -68,7 +75,8 @@ def read_policy(path: Path) -> tuple[SymbolicPolicy, dict]:
         raise InsightError(f"{path} is not a readable policy file: {error}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise InsightError(f"{path} is not an insight policy file")
-    variables = variables_for(document["objects"])
+    state = {v["name"]: v["meaning"] for v in document["variables"] if v["slot"] is None}
+    variables = variables_for(document["objects"], state)
     index = {variable.name: i for i, variable in enumerate(variables)}
     terms = []
     for action in document["actions"]:
@@ -80,7 +88,7 @@ def read_policy(path: Path) -> tuple[SymbolicPolicy, dict]:
             logit[tuple(monomial)] = float(term["coefficient"])
         terms.append(logit)
     policy = SymbolicPolicy(variables, [a["name"] for a in document["actions"]], terms, document["threshold"],
-                            document["digits"])
+                            document["digits"], document.get("continuous", False))
     return policy, document
 
 
@@ -91,8 +99,10 @@ def markdown(document: dict) -> str:
         f"Extracted by insight {document['insight_version']} from `{document['run']}` "
         f"(weights below {document['threshold']:g} pruned, {document['digits']} significant digits).",
         "",
-        document["coordinate_convention"] + " Variables are named `<axis>_<object>_<frame>`. The agent "
-        "takes the action whose logit is largest; probabilities are the softmax of the logits.",
+        document["coordinate_convention"] + " Coordinates are named `<axis>_<object>_<frame>`"
+        + (", ego state values as listed below. " if document["state"] else ". ")
+        + ("Each polynomial is the mean of one action: the action is tanh(mean), in [-1, 1]." if document["continuous"]
+           else "The agent takes the action whose logit is largest; probabilities are the softmax of the logits."),
         "",
     ]
     for action in document["actions"]:
@@ -114,9 +124,11 @@ def _format(value) -> str:
 
 
 def latex_document(document: dict) -> str:
+    left = r"\mathrm{mean}" if document["continuous"] else r"\mathrm{logit}"
+
     def row(action: dict) -> str:
         name = action["name"].replace("_", r"\_")
-        return rf"  \mathrm{{logit}}_{{\text{{{name}}}}} &= {action['latex'] or '0'}"
+        return rf"  {left}_{{\text{{{name}}}}} &= {action['latex'] or '0'}"
 
     rows = [row(action) for action in document["actions"]]
     return "\n".join([
@@ -138,15 +150,53 @@ def python_module(document: dict, policy: SymbolicPolicy) -> str:
     used = policy.used_variables
     positions = {variable.name: index for index, variable in enumerate(policy.variables)}
     unpack = [f"    {v.name} = c[:, {positions[v.name]}]" for v in used]
-    logits = [f"        {sympy.pycode(expression) if expression != 0 else '0.0'},  # {name}"
-              for name, expression in zip(policy.actions, policy.expressions)]
+    polynomials = []
+    for name, expression in zip(policy.actions, policy.expressions):
+        terms = sympy.Add.make_args(expression) if expression != 0 else ()
+        if len(terms) <= READABLE_TERMS:
+            polynomials.append(f"        {sympy.pycode(expression) if terms else '0.0'},  # {name}")
+        else:  # one term a line: a single long sum is too deeply nested for Python's compiler
+            polynomials += [f"        sum([  # {name}", *(f"            {sympy.pycode(term)}," for term in terms), "        ], 0.0),"]
+    objects = len(document["objects"])
+    if document["state"]:
+        shapes = (f"coordinates: object centres, (K, 4, 2) or (B, K, 4, 2) with K = {objects} objects in the order of\n"
+                  "OBJECTS, 4 stacked frames (oldest first) and (x, y); state: the ego state, (S,) or (B, S) in the\n"
+                  "order of STATE.")
+        signature, joined = "coordinates, state", [
+            "    c = np.asarray(coordinates, dtype=np.float64)",
+            "    single = c.ndim == 3",
+            "    s = np.asarray(state, dtype=np.float64).reshape(-1, len(STATE))",
+            "    c = np.concatenate([c.reshape(-1, len(VARIABLES) - len(STATE)), s], axis=1)",
+        ]
+    else:
+        shapes = (f"coordinates: object centres, (K, 4, 2) or (B, K, 4, 2) with K = {objects} objects in the order of\n"
+                  "OBJECTS, 4 stacked frames (oldest first) and (x, y).")
+        signature, joined = "coordinates", [
+            "    c = np.asarray(coordinates, dtype=np.float64)",
+            "    single = c.ndim == 3",
+            "    c = c.reshape(-1, len(VARIABLES))",
+        ]
+    if policy.continuous:
+        what, act = "the action means", [
+            f"def act({signature}):",
+            '    """tanh of the means: an array (A,) of actions in [-1, 1] for one state, (B, A) for a batch."""',
+            f"    return np.tanh(means({signature}))",
+        ]
+    else:
+        what, act = "the action logits", [
+            f"def act({signature}):",
+            '    """The action with the largest logit: an int for one state, an array for a batch."""',
+            f"    chosen = np.argmax(logits({signature}), axis=-1)",
+            "    return int(chosen) if np.ndim(chosen) == 0 else chosen",
+        ]
+    function = "means" if policy.continuous else "logits"
     return "\n".join([
         f'"""The {document["game"]} policy extracted by insight {document["insight_version"]} from',
         f'{document["run"]}.',
         "",
-        "act(coordinates) -> action index (into ACTIONS). coordinates: object centres, an array of",
-        f"shape (K, 4, 2) or (B, K, 4, 2) with K = {len(document['objects'])} objects in the order of OBJECTS,",
-        "4 stacked frames (oldest first) and (x, y).",
+        f"act({signature}) -> " + ("actions in [-1, 1], one per name in ACTIONS." if policy.continuous
+                                     else "action index (into ACTIONS)."),
+        shapes,
         document["coordinate_convention"],
         '"""',
         "",
@@ -155,26 +205,22 @@ def python_module(document: dict, policy: SymbolicPolicy) -> str:
         f"GAME = {document['game']!r}",
         f"ACTIONS = {policy.actions!r}",
         f"OBJECTS = {document['objects']!r}",
+        f"STATE = {document['state']!r}",
         f"VARIABLES = {[v.name for v in policy.variables]!r}",
         "",
         "",
-        "def logits(coordinates):",
-        '    """(K, 4, 2) -> (A,) or (B, K, 4, 2) -> (B, A) action logits."""',
-        "    c = np.asarray(coordinates, dtype=np.float64)",
-        "    single = c.ndim == 3",
-        "    c = c.reshape(-1, len(VARIABLES))",
+        f"def {function}({signature}):",
+        f'    """{what}: (A,) for one state, (B, A) for a batch."""',
+        *joined,
         *unpack,
         "    values = [",
-        *logits,
+        *polynomials,
         "    ]",
         "    out = np.stack([np.broadcast_to(np.asarray(value, dtype=np.float64), (len(c),)) for value in values], axis=-1)",
         "    return out[0] if single else out",
         "",
         "",
-        "def act(coordinates):",
-        '    """The action with the largest logit: an int for one state, an array for a batch."""',
-        "    chosen = np.argmax(logits(coordinates), axis=-1)",
-        "    return int(chosen) if np.ndim(chosen) == 0 else chosen",
+        *act,
         "",
     ])
 
@@ -185,7 +231,7 @@ def write_exports(directory: Path, policy: SymbolicPolicy, document: dict) -> li
     return [write_atomically(directory / name, text) for name, text in zip(NAMES, texts)]
 
 
-def load_policy_module(path: Path, game: str, object_names: list[str]):
+def load_policy_module(path: Path, game: str, object_names: list[str], state: list[str] | None = None):
     """Import an exported policy.py (it runs as Python: only load files you trust) and check it
     was extracted for this game and these objects."""
     path = Path(path)
@@ -197,8 +243,9 @@ def load_policy_module(path: Path, game: str, object_names: list[str]):
         spec.loader.exec_module(module)
     except Exception as error:
         raise InsightError(f"{path} is not a loadable policy module: {type(error).__name__}: {error}") from None
-    if getattr(module, "GAME", None) != game or list(getattr(module, "OBJECTS", [])) != list(object_names):
-        raise InsightError(f"{path} was extracted for another game or object set than this run")
+    if (getattr(module, "GAME", None) != game or list(getattr(module, "OBJECTS", [])) != list(object_names)
+            or list(getattr(module, "STATE", [])) != list(state or [])):
+        raise InsightError(f"{path} was extracted for another game, object set or ego state than this run")
     if not callable(getattr(module, "act", None)):
         raise InsightError(f"{path} has no act(coordinates) function")
     return module

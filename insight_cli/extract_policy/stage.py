@@ -1,6 +1,10 @@
 """`insight extract-policy`: the run's EQL actor as one short equation per action, how often it
 agrees with the actor (fidelity) and what it scores, exported as JSON, Markdown, LaTeX and a
-numpy-only Python policy (DESIGN §5)."""
+numpy-only Python policy (DESIGN §5).
+
+Fidelity is the share of states where the equations act like the EQL actor: the same choice,
+or (continuous actions) every action value within ACTION_TOLERANCE of the actor's.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,14 @@ from insight_cli.dataset import load_dataset
 from insight_cli.errors import InsightError, UsageError
 from insight_cli.evaluate.episodes import agent_actor, play_episodes
 from insight_cli.extract_policy.export import policy_document, write_exports
-from insight_cli.extract_policy.symbolic import SymbolicPolicy, extract, smallest_pruning
+from insight_cli.extract_policy.symbolic import Interface, SymbolicPolicy, extract, join, smallest_pruning, variables_for
 from insight_cli.games import get_game
 from insight_cli.pretrain.data import decode
 from insight_cli.runtime import resolve_device, seed_everything
 from insight_cli.train.agent import load_agent
 
 BATCH = 256
+ACTION_TOLERANCE = 0.05  # continuous actions in [-1, 1] agree when no value differs by more
 
 
 @dataclass
@@ -42,7 +47,7 @@ class ExtractResult:
     policy: SymbolicPolicy
     fidelity: dict
     returns: dict
-    held_out: np.ndarray  # (N, K, 4, 2) the EQL actor's inputs on the dataset's test split
+    held_out: np.ndarray  # (N, V) the EQL actor's inputs on the dataset's test split
 
 
 def _validate(config: ExtractConfig) -> None:
@@ -56,25 +61,47 @@ def _validate(config: ExtractConfig) -> None:
         raise UsageError(f"--episodes must be at least 0, got {config.episodes}")
 
 
-def agreement(policy: SymbolicPolicy, coordinates: np.ndarray, actions: np.ndarray) -> float:
-    """Fraction of states (N, K, 4, 2) where the policy picks `actions` (N,)."""
-    return float((policy.act(coordinates) == actions).mean()) if len(actions) else float("nan")
+def fidelity(policy: SymbolicPolicy, inputs: np.ndarray, actions: np.ndarray, where: str) -> dict:
+    """How closely the policy acts like `actions` on (N, V) inputs: `<where>_fidelity`, the
+    share of agreeing states, and for continuous actions `<where>_action_error`, the mean
+    absolute difference of the action values."""
+    if not len(actions):
+        return {f"{where}_states": 0, f"{where}_fidelity": float("nan")}
+    chosen = policy.choose(inputs)
+    if not policy.continuous:
+        return {f"{where}_states": len(actions), f"{where}_fidelity": float((chosen == actions).mean())}
+    difference = np.abs(chosen - actions)
+    return {f"{where}_states": len(actions), f"{where}_fidelity": float((difference.max(axis=1) <= ACTION_TOLERANCE).mean()),
+            f"{where}_action_error": float(difference.mean())}
+
+
+def interface(agent, checkpoint) -> Interface:
+    """The variables and actions of the run's EQL actor."""
+    game = get_game(checkpoint.meta["game"])
+    state = game.state if agent.config.state_size else None
+    variables = variables_for([o["name"] for o in checkpoint.meta["objects"]], state)
+    return Interface(variables, list(checkpoint.meta["action_meanings"]), game.continuous)
 
 
 @torch.no_grad()
 def held_out_states(agent, checkpoint, dataset_path: Path, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """The EQL actor's inputs and choices on the dataset's test split."""
+    """The EQL actor's inputs (N, V) on the dataset's test split, and its greedy actions there."""
     dataset = load_dataset(dataset_path)
     if dataset.meta["fingerprint"] != checkpoint.meta["dataset_fingerprint"]:
         raise InsightError(f"{dataset_path} is not the dataset this run was trained with", hint="pass the right --dataset")
+    states = dataset.states()
+    if agent.config.state_size and states is None:
+        raise InsightError(f"{dataset_path} has no ego states, which this run's EQL actor reads",
+                           hint="re-create the dataset with this version's `insight segment`")
     slots = [{"track_id": o["track_id"], "name": o["name"]} for o in checkpoint.meta["objects"]]
     data = decode(dataset, slots, device)
-    coordinates, actions = [], []
+    inputs, actions = [], []
     for rows in data.test_rows.split(BATCH):
-        out = agent(data.batch(rows)[0])
-        coordinates.append(out.coordinates.float().cpu().numpy())
-        actions.append(out.eql_logits.argmax(dim=-1).cpu().numpy())
-    return np.concatenate(coordinates), np.concatenate(actions)
+        state = torch.from_numpy(states[rows.cpu().numpy()]).to(device) if agent.config.state_size else None
+        out = agent(data.batch(rows)[0], state)
+        inputs.append(join(out.coordinates.float().cpu().numpy(), None if state is None else state.cpu().numpy()))
+        actions.append(agent.greedy(out, "eql").cpu().numpy())
+    return np.concatenate(inputs), np.concatenate(actions)
 
 
 def run(config: ExtractConfig) -> ExtractResult:
@@ -84,27 +111,23 @@ def run(config: ExtractConfig) -> ExtractResult:
     path = Path(config.checkpoint)
     agent, checkpoint = load_agent(path, device, require_eql=True)
     game = get_game(checkpoint.meta["game"])
-    if game.continuous:
-        raise InsightError(f"{path} drives {game.name} (continuous actions): extract-policy handles discrete games only for now",
-                           hint="`insight evaluate` plays its neural and EQL actors")
-    object_names = [o["name"] for o in checkpoint.meta["objects"]]
-    actions = list(checkpoint.meta["action_meanings"])
+    actor = interface(agent, checkpoint)
     if config.max_terms is None:
-        policy = extract(agent.eql, object_names, actions, config.threshold, config.digits)
+        policy = extract(agent.eql, actor, config.threshold, config.digits)
     else:
-        policy = smallest_pruning(agent.eql, object_names, actions, config.max_terms, config.digits, config.threshold)
+        policy = smallest_pruning(agent.eql, actor, config.max_terms, config.digits, config.threshold)
 
-    states, chosen = held_out_states(agent, checkpoint, Path(config.dataset or checkpoint.meta["dataset"]), device)
-    fidelity = {"held_out_states": len(chosen), "held_out_fidelity": agreement(policy, states, chosen)}
+    held_out, chosen = held_out_states(agent, checkpoint, Path(config.dataset or checkpoint.meta["dataset"]), device)
+    agreement = fidelity(policy, held_out, chosen, "held_out")
     returns = {}
     if config.episodes:
         eql = play_episodes(agent_actor(agent, "eql"), game, config.episodes, config.seed, device, keep_states=True)
         symbolic = play_episodes(agent_actor(agent, "symbolic", policy), game, config.episodes, config.seed, device)
-        fidelity.update(rollout_states=len(eql.actions), rollout_fidelity=agreement(policy, eql.coordinates, eql.actions))
+        agreement.update(fidelity(policy, join(eql.coordinates, eql.states), eql.actions, "rollout"))
         returns = {"eql": float(np.mean(eql.returns)), "symbolic": float(np.mean(symbolic.returns))}
 
-    report = {"run": str(path), "fidelity": fidelity, "returns": returns, "episodes": config.episodes, "max_terms": config.max_terms,
-              "terms": dict(zip(actions, policy.term_counts))}
-    document = policy_document(policy, game.name, game.actions, object_names, report)
+    report = {"run": str(path), "fidelity": agreement, "returns": returns, "episodes": config.episodes,
+              "max_terms": config.max_terms, "terms": dict(zip(actor.actions, policy.term_counts))}
+    document = policy_document(policy, game.name, game.actions, [o["name"] for o in checkpoint.meta["objects"]], report)
     files = write_exports(Path(config.out or path.parent), policy, document)
-    return ExtractResult(files, policy, fidelity, returns, states)
+    return ExtractResult(files, policy, agreement, returns, held_out)

@@ -1,11 +1,15 @@
-"""The EQL actor as one polynomial per action logit over named object coordinates.
+"""The EQL actor as one polynomial per action over named object coordinates (and ego state
+values, in driving games).
 
 Every EQL primitive (square, cube, constant, identity, product, add) maps polynomials to
 polynomials, so the whole actor is a polynomial in its inputs. We prune the weights below a
 threshold, expand exactly with sympy's sparse polynomial ring, drop the expanded terms whose
 coefficient is below the same threshold (every variable lies in [0, 1], so such a term moves
-its logit by less than the threshold), and round what is left to a number of significant
+its polynomial by less than the threshold), and round what is left to a number of significant
 digits. Expansions that could exceed MAX_EXPANDED_TERMS terms are refused before they start.
+
+Discrete games: each polynomial is an action's logit, the agent takes the largest. Continuous
+games: each is the mean of an action dimension and the action is tanh(mean).
 """
 
 from __future__ import annotations
@@ -38,33 +42,48 @@ COORDINATE_CONVENTION = (
 
 @dataclass(frozen=True)
 class Variable:
-    name: str  # e.g. x_ball_4
-    object: str
-    slot: int  # the perception slot, i.e. index into the K axis of the coordinates
-    frame: int  # 1..4, 4 = current
-    axis: str  # "x" or "y"
+    """An object's coordinate (x_ball_4), or an ego state value (ego_speed: slot, frame and
+    axis None, `about` its meaning)."""
+
+    name: str
+    object: str | None
+    slot: int | None  # the perception slot, i.e. index into the K axis of the coordinates
+    frame: int | None  # 1..4, 4 = current
+    axis: str | None  # "x" or "y"
+    about: str = ""
 
     @property
     def meaning(self) -> str:
+        if self.slot is None:
+            return self.about
         direction = "horizontal" if self.axis == "x" else "vertical"
         when = "the current frame" if self.frame == STACK else f"frame {self.frame} of {STACK}"
         return f"{direction} position of the {self.object} in {when}"
 
 
-def variables_for(object_names: list[str]) -> list[Variable]:
-    """One variable per EQL input, in the order of `coordinates.flatten(1)` over (K, 4, 2)."""
+def variables_for(object_names: list[str], state: dict[str, str] | None = None) -> list[Variable]:
+    """One variable per EQL input, in the order of `join`: the coordinates (K, 4, 2) flattened,
+    then the ego state values (name -> meaning), if the actor sees them."""
     identifiers: list[str] = []
     for slot, name in enumerate(object_names):
         identifier = re.sub(r"\W+", "_", name.lower()).strip("_") or f"obj{slot}"
         if identifier[0].isdigit():
             identifier = f"obj{identifier}"
         identifiers.append(identifier if identifier not in identifiers else f"{identifier}{slot}")
-    return [
+    positions = [
         Variable(f"{axis}_{identifier}_{frame}", object_names[slot], slot, frame, axis)
         for slot, identifier in enumerate(identifiers)
         for frame in range(1, STACK + 1)
         for axis in AXES
     ]
+    return positions + [Variable(name, None, None, None, None, about) for name, about in (state or {}).items()]
+
+
+def join(coordinates: np.ndarray, state: np.ndarray | None = None) -> np.ndarray:
+    """(B, K, 4, 2) coordinates and (B, S) ego states -> (B, V) policy inputs."""
+    coordinates = np.asarray(coordinates, dtype=np.float64)
+    flat = coordinates.reshape(len(coordinates), -1)
+    return flat if state is None else np.concatenate([flat, np.asarray(state, np.float64).reshape(len(flat), -1)], axis=1)
 
 
 Monomial = tuple[int, ...]  # the exponent of every variable
@@ -72,13 +91,16 @@ Monomial = tuple[int, ...]  # the exponent of every variable
 
 @dataclass
 class SymbolicPolicy:
-    """Action logits as polynomials: terms[a] maps a monomial to its (rounded) coefficient."""
+    """Action logits (continuous: means) as polynomials: terms[a] maps a monomial to its
+    (rounded) coefficient. Methods take (B, V) inputs (see `join`), or (B, K, 4, 2)
+    coordinates when the policy has no ego state."""
 
     variables: list[Variable]
     actions: list[str]
     terms: list[dict[Monomial, float]]
     threshold: float
     digits: int
+    continuous: bool = False
 
     @cached_property
     def symbols(self) -> list[sympy.Symbol]:
@@ -98,6 +120,10 @@ class SymbolicPolicy:
         """LaTeX with variables typeset as x_{ball,4} rather than sympy's x_{ball 4}."""
         names = {}
         for symbol, variable in zip(self.symbols, self.variables):
+            if variable.slot is None:
+                escaped = variable.name.replace("_", r"\_")
+                names[symbol] = rf"\mathit{{{escaped}}}"
+                continue
             identifier = variable.name.split("_", 1)[1].rsplit("_", 1)[0].replace("_", r"\_")
             names[symbol] = rf"{variable.axis}_{{\mathrm{{{identifier}}},{variable.frame}}}"
         return sympy.latex(expression, symbol_names=names)
@@ -111,9 +137,9 @@ class SymbolicPolicy:
         used = {index for terms in self.terms for monomial in terms for index, e in enumerate(monomial) if e}
         return [variable for index, variable in enumerate(self.variables) if index in used]
 
-    def logits(self, coordinates: np.ndarray) -> np.ndarray:
-        """(B, K, 4, 2) coordinates -> (B, A) logits, from the rounded coefficients."""
-        inputs = np.asarray(coordinates, dtype=np.float64).reshape(len(coordinates), -1)
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        """(B, V) inputs -> (B, A) logits (continuous: means), from the rounded coefficients."""
+        inputs = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
         out = np.zeros((len(inputs), len(self.actions)))
         for action, terms in enumerate(self.terms):
             for monomial, coefficient in terms.items():
@@ -123,12 +149,18 @@ class SymbolicPolicy:
                 out[:, action] += value
         return out
 
-    def act(self, coordinates: np.ndarray) -> np.ndarray:
-        return self.logits(coordinates).argmax(axis=-1)
+    def act(self, coordinates: np.ndarray, state: np.ndarray | None = None) -> np.ndarray:
+        """What the exported policy.py's act does: (B,) choices, or (B, A) actions in [-1, 1]."""
+        return self.choose(join(coordinates, state))
 
-    def logit_gradients(self, coordinates: np.ndarray) -> np.ndarray:
-        """(B, K, 4, 2) -> (B, A, V): d logit_a / d variable_v, exactly."""
-        inputs = np.asarray(coordinates, dtype=np.float64).reshape(len(coordinates), -1)
+    def choose(self, inputs: np.ndarray) -> np.ndarray:
+        """(B, V) -> the largest logit's index (B,), or tanh of the means (B, A)."""
+        scores = self.logits(inputs)
+        return np.tanh(scores) if self.continuous else scores.argmax(axis=-1)
+
+    def logit_gradients(self, inputs: np.ndarray) -> np.ndarray:
+        """(B, V) -> (B, A, V): d logit_a / d variable_v (continuous: d mean_a / d variable_v), exactly."""
+        inputs = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
         out = np.zeros((len(inputs), len(self.actions), inputs.shape[1]))
         for action, terms in enumerate(self.terms):
             for monomial, coefficient in terms.items():
@@ -139,15 +171,17 @@ class SymbolicPolicy:
                     out[:, action, index] += coefficient * powers[index] * np.prod(inputs**lowered, axis=1)
         return out
 
-    def log_prob_gradients(self, coordinates: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """(B, K, 4, 2), (B,) -> (B, V): d log p(action) / d variable, with p the softmax of the logits."""
-        probabilities = self.probabilities(coordinates)
-        gradients = self.logit_gradients(coordinates)
-        chosen = gradients[np.arange(len(actions)), actions]
-        return chosen - np.einsum("ba,bav->bv", probabilities, gradients)
+    def sensitivities(self, inputs: np.ndarray) -> np.ndarray:
+        """(B, V) -> (B, A, V): how each variable moves each action where the agent is: d log p(a)
+        / d variable with p the softmax of the logits, or (continuous) d tanh(mean_a) / d variable."""
+        gradients = self.logit_gradients(inputs)
+        if self.continuous:
+            return (1.0 - np.tanh(self.logits(inputs)) ** 2)[:, :, None] * gradients
+        return gradients - np.einsum("ba,bav->bv", self.probabilities(inputs), gradients)[:, None, :]
 
-    def probabilities(self, coordinates: np.ndarray) -> np.ndarray:
-        logits = self.logits(coordinates)
+    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
+        """(B, V) -> (B, A) the softmax of the logits (discrete games)."""
+        logits = self.logits(inputs)
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
 
@@ -236,23 +270,31 @@ def expand(actor: EqlActor, n_variables: int, threshold: float) -> list[dict[Mon
     return logits
 
 
-def _build(actor: EqlActor, object_names: list[str], actions: list[str], threshold: float, digits: int) -> SymbolicPolicy:
-    variables = variables_for(object_names)
+@dataclass(frozen=True)
+class Interface:
+    """The variables the EQL actor reads and the actions it drives."""
+
+    variables: list[Variable]
+    actions: list[str]
+    continuous: bool = False
+
+
+def _build(actor: EqlActor, interface: Interface, threshold: float, digits: int) -> SymbolicPolicy:
     terms = []
-    for logit in expand(actor, len(variables), threshold):  # a term below the threshold moves its logit by less
+    for logit in expand(actor, len(interface.variables), threshold):  # a term below the threshold moves its logit by less
         kept = {m: _round(c, digits) for m, c in logit.items() if abs(c) >= threshold}
         terms.append({m: c for m, c in kept.items() if c != 0.0})
-    return SymbolicPolicy(variables, list(actions), terms, threshold, digits)
+    return SymbolicPolicy(interface.variables, list(interface.actions), terms, threshold, digits, interface.continuous)
 
 
 def _largest_weight(actor: EqlActor) -> float:
     return max(float(p.detach().abs().max()) for p in actor.parameters())
 
 
-def extract(actor: EqlActor, object_names: list[str], actions: list[str], threshold: float, digits: int) -> SymbolicPolicy:
+def extract(actor: EqlActor, interface: Interface, threshold: float, digits: int) -> SymbolicPolicy:
     """Prune, expand, drop negligible terms and round: the readable policy."""
     try:
-        policy = _build(actor, object_names, actions, threshold, digits)
+        policy = _build(actor, interface, threshold, digits)
     except TooManyTerms as error:
         raise InsightError(
             f"--threshold {threshold:g} leaves a logit with up to {error.bound:,} terms, too many to expand or read",
@@ -267,8 +309,8 @@ def extract(actor: EqlActor, object_names: list[str], actions: list[str], thresh
     return policy
 
 
-def smallest_pruning(actor: EqlActor, object_names: list[str], actions: list[str], max_terms: int, digits: int,
-                     floor: float, steps: int = 48) -> SymbolicPolicy:
+def smallest_pruning(actor: EqlActor, interface: Interface, max_terms: int, digits: int, floor: float,
+                     steps: int = 48) -> SymbolicPolicy:
     """The least pruning that leaves every action at most `max_terms` terms: bisection over
     thresholds on a geometric grid from `floor` to just above the largest weight (where
     everything is pruned), assuming more pruning never adds terms."""
@@ -278,7 +320,7 @@ def smallest_pruning(actor: EqlActor, object_names: list[str], actions: list[str
 
     def pruned_enough(index: int) -> bool:
         try:
-            policies[index] = _build(actor, object_names, actions, float(grid[index]), digits)
+            policies[index] = _build(actor, interface, float(grid[index]), digits)
         except TooManyTerms:
             return False
         return not policies[index].used_variables or max(policies[index].term_counts) <= max_terms
@@ -290,7 +332,7 @@ def smallest_pruning(actor: EqlActor, object_names: list[str], actions: list[str
             passing = middle
         else:
             failing = middle
-    policy = policies.get(passing) or _build(actor, object_names, actions, float(grid[passing]), digits)
+    policy = policies.get(passing) or _build(actor, interface, float(grid[passing]), digits)
     if not policy.used_variables:
         raise InsightError(
             f"no threshold leaves every action at most {max_terms} terms without pruning every variable",

@@ -26,6 +26,7 @@ class SourceFrame(NamedTuple):
     action: int  # action taken on this frame, -1 when unknown (or continuous)
     reward: float  # reward received on reaching this frame
     objects: list | None = None  # the simulator's own object boxes, where it reports them (MetaDrive)
+    state: np.ndarray | None = None  # the ego state on this frame, for games with one (MetaDrive)
 
 
 def play(game: GameSpec, frames: int, seed: int, policy: Callable[[np.ndarray], int] | None = None) -> Iterator[SourceFrame]:
@@ -41,9 +42,10 @@ def play(game: GameSpec, frames: int, seed: int, policy: Callable[[np.ndarray], 
                 action = policy(frame.stack)
             else:
                 action = None if game.continuous else int(rng.integers(len(source.action_meanings)))
-            objects = getattr(source, "objects", None)
+            objects, state = getattr(source, "objects", None), getattr(source, "ego_state", None)
             recorded = -1 if game.continuous else action
-            yield SourceFrame(episode, step, frame.rgb, frame.stack[-1], recorded, reward, objects)
+            yield SourceFrame(episode, step, frame.rgb, frame.stack[-1], recorded, reward, objects,
+                              None if state is None else state.copy())
             frame, reward, done = source.step(action)
             episode, step = (episode + 1, 0) if done else (episode, step + 1)
             if done:

@@ -160,7 +160,8 @@ def run(config: SegmentConfig) -> SegmentResult:
         for frame in itertools.chain(head, frames):
             detections, track_ids, names = label(frame)
             png = cv2.imencode(".png", cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR), PNG_FAST)[1].tobytes()
-            frame_id = writer.add_frame(frame.episode, frame.step, png, frame.gray, frame.action, frame.reward)
+            frame_id = writer.add_frame(frame.episode, frame.step, png, frame.gray, frame.action, frame.reward,
+                                        frame.state)
             writer.add_objects(frame_id, track_ids, names, detections.boxes, detections.areas, detections.colors, frame.rgb.shape)
             if frame_id < PREVIEW_VIDEO_FRAMES or frame_id % contact_every == 0:
                 annotated = annotate(frame.rgb, detections.boxes, track_ids, names)

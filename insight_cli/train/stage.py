@@ -18,7 +18,6 @@ import torch
 from insight_cli.checkpoint import load_checkpoint, save_checkpoint
 from insight_cli.dataset import load_dataset
 from insight_cli.envs import make_vector_env
-from insight_cli.envs.metadrive import STATE_SIZE
 from insight_cli.errors import InsightError, UsageError
 from insight_cli.evaluate.episodes import agent_actor, ego_states, play_episodes
 from insight_cli.files import ensure_writable
@@ -190,7 +189,7 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
     data = decode(dataset, slots, device)
     weights = object_weights(data.frequency)
 
-    state_size = STATE_SIZE if game.continuous and config.ego_state else 0
+    state_size = len(game.state) if config.ego_state else 0
     agent_config = AgentConfig(perception_config, len(game.action_names), config.n_layers, config.n_funcs, game.continuous,
                                state_size)
     agent = Agent(agent_config).to(device)

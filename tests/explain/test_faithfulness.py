@@ -2,10 +2,11 @@ import numpy as np
 from support import toward_the_ball
 
 from insight_cli.explain.faithfulness import check_decision_text, check_policy_text, summarise
-from insight_cli.extract_policy.symbolic import extract
+from insight_cli.extract_policy.symbolic import Interface, extract, variables_for
 
 OBJECTS, ACTIONS = ["ball", "paddle"], ["NOOP", "RIGHT", "LEFT"]
-POLICY = extract(toward_the_ball(OBJECTS, noise=0.0), OBJECTS, ACTIONS, threshold=0.01, digits=3)
+INTERFACE = Interface(variables_for(OBJECTS), ACTIONS)
+POLICY = extract(toward_the_ball(OBJECTS, noise=0.0), INTERFACE, threshold=0.01, digits=3)
 REFERENCE = np.random.default_rng(0).random((20, 2, 4, 2))
 
 
@@ -37,8 +38,14 @@ def test_decimals_do_not_split_a_claim():
 def test_decision_claims_use_the_gradient_in_that_state():
     state = np.zeros((2, 4, 2))
     state[0, 3, 0], state[1, 3, 0] = 0.8, 0.2  # ball right of the paddle: RIGHT
-    right = ACTIONS.index("RIGHT")
-    claims = check_decision_text("x_ball_4 raises the probability of RIGHT; x_paddle_4 raises it too.", POLICY, state, right)
+    sensitivities = POLICY.sensitivities(state[None])[0]
+    claims = check_decision_text("x_ball_4 raises the probability of RIGHT; x_paddle_4 raises it too.", POLICY, sensitivities,
+                                 "RIGHT")
     assert [c.verdict for c in claims] == ["supported", "contradicted"]
     summary = summarise(claims)
     assert summary["claims"] == 2 and summary["contradicted"] == 1 and summary["problems"][0]["variable"] == "x_paddle_4"
+
+
+def test_actions_named_inside_parentheses_are_asides():
+    assert verdicts("x_ball_4 (the ball, as LEFT (moving) sees it) raises the logit.", action="RIGHT") == [
+        ("x_ball_4", "RIGHT", "raises", "supported")]

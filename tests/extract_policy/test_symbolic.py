@@ -5,10 +5,11 @@ from support import toward_the_ball
 
 from insight_cli.errors import InsightError
 from insight_cli.extract_policy.export import markdown, policy_document, python_module, read_policy, write_exports
-from insight_cli.extract_policy.symbolic import extract, smallest_pruning, term_bound, variables_for
+from insight_cli.extract_policy.symbolic import Interface, extract, smallest_pruning, term_bound, variables_for
 from insight_cli.train.eql import EqlActor, EqlConfig
 
 OBJECTS, ACTIONS = ["ball", "paddle"], ["NOOP", "RIGHT", "LEFT"]
+INTERFACE = Interface(variables_for(OBJECTS), ACTIONS)
 
 
 def actor(seed=0, **kwargs) -> EqlActor:
@@ -30,7 +31,7 @@ def test_unpruned_expansion_equals_the_network(n_layers):
         with torch.no_grad():
             for parameter in eql.parameters():
                 parameter.mul_(torch.rand_like(parameter) < 0.25)
-    policy = extract(eql, OBJECTS, ACTIONS, threshold=0.0, digits=15)
+    policy = extract(eql, INTERFACE, threshold=0.0, digits=15)
     coordinates = torch.rand(32, 2, 4, 2)
     np.testing.assert_allclose(policy.logits(coordinates.numpy()), eql(coordinates).detach().double().numpy(), rtol=1e-6, atol=1e-5)
     # The sympy expressions are the same polynomials.
@@ -41,7 +42,7 @@ def test_unpruned_expansion_equals_the_network(n_layers):
 
 
 def test_pruning_recovers_move_toward_the_ball_from_noise():
-    policy = extract(toward_the_ball(OBJECTS, noise=0.009), OBJECTS, ACTIONS, threshold=0.01, digits=3)
+    policy = extract(toward_the_ball(OBJECTS, noise=0.009), INTERFACE, threshold=0.01, digits=3)
     assert [str(expression) for expression in policy.expressions] == [
         "0", "10.0*x_ball_4 - 10.0*x_paddle_4", "-10.0*x_ball_4 + 10.0*x_paddle_4"
     ]
@@ -53,36 +54,36 @@ def test_rounding_keeps_significant_digits():
     eql = toward_the_ball(OBJECTS, noise=0.0)
     with torch.no_grad():
         eql.output.weight[1, 3 * eql.config.repeats] = 1.23456
-    policy = extract(eql, OBJECTS, ACTIONS, threshold=0.01, digits=2)
+    policy = extract(eql, INTERFACE, threshold=0.01, digits=2)
     assert sorted(policy.terms[1].values()) == [-10.0, 12.0]
 
 
 def test_threshold_that_prunes_everything_is_an_error():
     with pytest.raises(InsightError, match="prunes every variable"):
-        extract(toward_the_ball(OBJECTS, noise=0.009), OBJECTS, ACTIONS, threshold=5.0, digits=3)
+        extract(toward_the_ball(OBJECTS, noise=0.009), INTERFACE, threshold=5.0, digits=3)
 
 
 def test_max_terms_finds_the_least_pruning_that_fits():
     eql = toward_the_ball(OBJECTS, noise=0.3)
-    assert max(extract(eql, OBJECTS, ACTIONS, threshold=0.01, digits=3).term_counts) > 100
-    policy = smallest_pruning(eql, OBJECTS, ACTIONS, max_terms=2, digits=3, floor=0.01)
+    assert max(extract(eql, INTERFACE, threshold=0.01, digits=3).term_counts) > 100
+    policy = smallest_pruning(eql, INTERFACE, max_terms=2, digits=3, floor=0.01)
     assert policy.term_counts == [0, 2, 2] and 0.3 <= policy.threshold < 1.0
     # A little less pruning would break the limit: the search stopped at the least.
-    looser = extract(eql, OBJECTS, ACTIONS, threshold=policy.threshold * 0.85, digits=3)
+    looser = extract(eql, INTERFACE, threshold=policy.threshold * 0.85, digits=3)
     assert max(looser.term_counts) > 2
     with pytest.raises(InsightError, match="at most 1 terms"):
-        smallest_pruning(toward_the_ball(OBJECTS, noise=0.0), OBJECTS, ACTIONS, max_terms=1, digits=3, floor=0.001)
+        smallest_pruning(toward_the_ball(OBJECTS, noise=0.0), INTERFACE, max_terms=1, digits=3, floor=0.001)
 
 
 def test_hopeless_expansions_are_refused_before_they_start():
     eql = actor()
     with pytest.raises(InsightError, match="too many to expand"):
-        extract(EqlActor(EqlConfig(19 * 8, 6)), [f"o{i}" for i in range(19)], list("abcdef"), threshold=0.0, digits=3)
+        extract(EqlActor(EqlConfig(19 * 8, 6)), Interface(variables_for([f"o{i}" for i in range(19)]), list("abcdef")), threshold=0.0, digits=3)
     assert term_bound(eql, 16, 0.0) == 970  # every monomial of degree <= 3 in 16 variables, and a constant
 
 
 def test_exports_round_trip_and_the_python_policy_matches(tmp_path):
-    policy = extract(actor(), OBJECTS, ACTIONS, threshold=0.05, digits=4)  # a couple of hundred terms per action
+    policy = extract(actor(), INTERFACE, threshold=0.05, digits=4)  # a couple of hundred terms per action
     report = {"run": "run.ckpt", "fidelity": {"held_out_fidelity": 0.9}, "returns": {"eql": 1.0, "symbolic": 1.0}}
     document = policy_document(policy, "Catch", {"RIGHT": "move right"}, OBJECTS, report)
     files = write_exports(tmp_path, policy, document)
@@ -98,6 +99,17 @@ def test_exports_round_trip_and_the_python_policy_matches(tmp_path):
     assert "$$" in markdown(document) and "\\begin{align*}" in (tmp_path / "policy.tex").read_text()
 
 
+def test_the_python_policy_compiles_however_long_the_equations():
+    objects = ["a", "b", "c", "d"]
+    torch.manual_seed(0)
+    policy = extract(EqlActor(EqlConfig(32, 2)), Interface(variables_for(objects), ["L", "R"]), threshold=0.0, digits=6)
+    assert min(policy.term_counts) > 3000  # one sum of this many terms is too deeply nested for Python's compiler
+    namespace: dict = {}
+    exec(python_module(policy_document(policy, "Catch", {}, objects, {"run": "run.ckpt"}), policy), namespace)
+    coordinates = np.random.default_rng(0).random((4, 4, 4, 2))
+    np.testing.assert_allclose(namespace["logits"](coordinates), policy.logits(coordinates), rtol=1e-9, atol=1e-9)
+
+
 def test_read_policy_rejects_other_files(tmp_path):
     (tmp_path / "x.json").write_text('{"format": "something"}')
     with pytest.raises(InsightError, match="not an insight policy"):
@@ -108,11 +120,48 @@ def test_read_policy_rejects_other_files(tmp_path):
 
 def test_gradients_match_autograd():
     eql = actor(n_funcs=1)
-    policy = extract(eql, OBJECTS, ACTIONS, threshold=0.0, digits=15)
+    policy = extract(eql, INTERFACE, threshold=0.0, digits=15)
     coordinates = torch.rand(8, 2, 4, 2, dtype=torch.float64, requires_grad=True)
     actions = np.arange(8) % 3
     log_probs = torch.log_softmax(eql.double()(coordinates), dim=-1)[torch.arange(8), torch.as_tensor(actions)]
     (expected,) = torch.autograd.grad(log_probs.sum(), coordinates)
-    got = policy.log_prob_gradients(coordinates.detach().numpy(), actions)
+    got = policy.sensitivities(coordinates.detach().numpy())[np.arange(8), actions]
     np.testing.assert_allclose(got, expected.reshape(8, -1).numpy(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(policy.probabilities(coordinates.detach().numpy()).sum(axis=1), 1.0)
+
+
+def driving_policy(threshold=0.0):
+    """An EQL actor over 2 objects and 2 ego state values with 2 continuous actions."""
+    torch.manual_seed(0)
+    eql = EqlActor(EqlConfig(len(OBJECTS) * 8 + 2, 2, n_funcs=1, inverse_temperature=1.0))
+    interface = Interface(variables_for(OBJECTS, {"ego_speed": "speed", "ego_heading": "heading"}), ["steering", "throttle"],
+                          continuous=True)
+    return eql, extract(eql, interface, threshold=threshold, digits=15)
+
+
+def test_continuous_policies_act_with_tanh_and_their_sensitivities_match_autograd():
+    eql, policy = driving_policy()
+    assert [v.name for v in policy.variables[-2:]] == ["ego_speed", "ego_heading"] and policy.variables[-1].meaning == "heading"
+    coordinates, state = torch.rand(8, 2, 4, 2, dtype=torch.float64), torch.rand(8, 2, dtype=torch.float64)
+    inputs = torch.cat([coordinates.flatten(1), state], dim=1).requires_grad_(True)
+    actions = torch.tanh(eql.double()(inputs))
+    np.testing.assert_allclose(policy.act(coordinates.numpy(), state.numpy()), actions.detach().numpy(), rtol=1e-6, atol=1e-6)
+    for a in range(2):
+        (expected,) = torch.autograd.grad(actions[:, a].sum(), inputs, retain_graph=True)
+        np.testing.assert_allclose(policy.sensitivities(inputs.detach().numpy())[:, a], expected.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_continuous_exports_round_trip_with_the_ego_state(tmp_path):
+    _, policy = driving_policy(threshold=0.05)
+    document = policy_document(policy, "MetaDrive", {"steering": "steer"}, OBJECTS, {"run": "run.ckpt", "fidelity": {},
+                                                                                      "returns": {}})
+    write_exports(tmp_path, policy, document)
+    loaded, saved = read_policy(tmp_path / "policy.json")
+    assert loaded.continuous and loaded.terms == policy.terms and saved["state"] == ["ego_speed", "ego_heading"]
+    assert [v.meaning for v in loaded.variables[-2:]] == ["speed", "heading"]
+    namespace: dict = {}
+    exec((tmp_path / "policy.py").read_text(), namespace)
+    coordinates, state = np.random.default_rng(0).random((5, 2, 4, 2)), np.random.default_rng(1).random((5, 2))
+    np.testing.assert_allclose(namespace["act"](coordinates, state), policy.act(coordinates, state), rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(namespace["act"](coordinates[0], state[0]), policy.act(coordinates[:1], state[:1])[0], rtol=1e-9)
+    assert r"\mathrm{mean}_" in (tmp_path / "policy.tex").read_text() and "tanh(mean)" in (tmp_path / "policy.md").read_text()
