@@ -392,8 +392,9 @@ def explain(
 ) -> None:
     """Explain the run's policy (per action: which variables raise or lower its logit and when
     it is chosen; then a summary) and single decisions (the gradients of the chosen action's
-    log-probability; continuous actions: of each action value), with an LLM or offline. Every claim is checked against the equations;
-    writes explanation.md, explanation.json and a picture per decision."""
+    log-probability; continuous actions: of each action value), with an LLM or offline. Every
+    claim is checked against the equations; writes explanation.md, explanation.json and a
+    picture per decision."""
     from insight_cli.explain.stage import ExplainConfig, run
 
     result = run(

@@ -33,6 +33,18 @@ def test_round_trip(tmp_path):
     assert load_dataset(tmp_path / "ds").meta["fingerprint"] == dataset.meta["fingerprint"]
 
 
+def test_ego_states_round_trip_and_are_all_or_nothing(tmp_path):
+    assert write_tiny(tmp_path / "plain").states() is None
+    states = np.random.default_rng(0).random((3, 19)).astype(np.float32)
+    with DatasetWriter(tmp_path / "driving", {"game": "MetaDrive"}) as writer:
+        for index, state in enumerate(states):
+            writer.add_frame(0, index, b"png", np.zeros((84, 84), np.uint8), -1, 0.0, state)
+        with pytest.raises(ValueError, match="every frame or with none"):
+            writer.add_frame(0, 3, b"png", np.zeros((84, 84), np.uint8), -1, 0.0)
+        writer.finish([])
+    np.testing.assert_array_equal(load_dataset(tmp_path / "driving").states(), states)
+
+
 def test_stack_indices_pad_at_episode_starts():
     indices = stack_indices(np.array([0, 0, 0, 0, 0, 1, 1]), np.array([0, 1, 2, 3, 4, 0, 1]))
     assert indices[0].tolist() == [-1, -1, -1, 0]

@@ -12,6 +12,7 @@ from insight_cli.envs.metadrive import STATE_SIZE, asset_status
 from insight_cli.evaluate.stage import EvaluateConfig
 from insight_cli.evaluate.stage import run as evaluate
 from insight_cli.checkpoint import load_checkpoint
+from insight_cli.dataset import load_dataset
 from insight_cli.extract_policy.stage import ExtractConfig, held_out_states
 from insight_cli.explain.stage import ExplainConfig
 from insight_cli.explain.stage import run as explain
@@ -32,6 +33,8 @@ def test_metadrive_through_the_stages(tmp_path):
     result = segment(SegmentConfig(game="MetaDrive", frames=240, seed=2, out=tmp_path / "dataset"))
     meta = json.loads((tmp_path / "dataset" / "dataset.json").read_text())
     assert meta["backend"] == "simulator" and meta["counts"]["frames"] == 240
+    states = load_dataset(tmp_path / "dataset").states()  # the ego state of every frame, for held-out fidelity
+    assert states.shape == (240, STATE_SIZE) and ((states >= 0) & (states <= 1)).all() and states.std(axis=0).max() > 0
     names = [track["name"] for track in result.tracks]
     assert names[:3] == ["ego", "road_left", "road_right"] and result.tracks[0]["seen_fraction"] == 1.0
     assert names[3:] and all(name == f"vehicle{rank}" for rank, name in enumerate(names[3:], start=1))  # nearest first
@@ -55,6 +58,10 @@ def test_metadrive_through_the_stages(tmp_path):
     agent, _ = load_agent(run.checkpoint, torch.device("cpu"))
     assert agent.config.continuous and agent.config.state_size == STATE_SIZE
     assert not torch.equal(agent.eql_log_std, torch.full((2,), -0.5))  # the EQL actor acted and was trained
+
+    driven = segment(SegmentConfig(game="MetaDrive", frames=20, seed=3, policy=run.checkpoint, out=tmp_path / "driven",
+                                   device="cpu"))
+    assert driven.frames == 20 and load_dataset(tmp_path / "driven").states().shape == (20, STATE_SIZE)
 
     blind = train(TrainConfig(
         game="MetaDrive", load_cnn=True, perception=checkpoint, dataset=tmp_path / "dataset", runs_dir=tmp_path / "runs",

@@ -29,20 +29,23 @@ class SourceFrame(NamedTuple):
     state: np.ndarray | None = None  # the ego state on this frame, for games with one (MetaDrive)
 
 
-def play(game: GameSpec, frames: int, seed: int, policy: Callable[[np.ndarray], int] | None = None) -> Iterator[SourceFrame]:
-    """`frames` consecutive frames of the game under `policy` (training view (4, 84, 84) ->
-    action), or a uniformly random one (MetaDrive: its own IDM expert drives); the training view
-    comes from the same preprocessing as `insight train`'s environments."""
+Policy = Callable[[np.ndarray, np.ndarray | None], int | np.ndarray]  # training view, ego state -> action
+
+
+def play(game: GameSpec, frames: int, seed: int, policy: Policy | None = None) -> Iterator[SourceFrame]:
+    """`frames` consecutive frames of the game under `policy` (training view (4, 84, 84) and
+    ego state or None -> action), or a uniformly random one (MetaDrive: its own IDM expert
+    drives); the training view comes from the same preprocessing as `insight train`'s envs."""
     source = make_frame_source(game, seed=seed, mode="train", expert=game.continuous and policy is None)
     rng = np.random.default_rng(seed)
     frame, reward, episode, step = source.reset(), 0.0, 0, 0
     try:
         for _ in range(frames):
+            objects, state = getattr(source, "objects", None), getattr(source, "ego_state", None)
             if policy:
-                action = policy(frame.stack)
+                action = policy(frame.stack, state)
             else:
                 action = None if game.continuous else int(rng.integers(len(source.action_meanings)))
-            objects, state = getattr(source, "objects", None), getattr(source, "ego_state", None)
             recorded = -1 if game.continuous else action
             yield SourceFrame(episode, step, frame.rgb, frame.stack[-1], recorded, reward, objects,
                               None if state is None else state.copy())

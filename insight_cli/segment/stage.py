@@ -78,7 +78,8 @@ def make_segmenter(config: SegmentConfig, game: GameSpec, sample_frames: np.ndar
 
 
 def _agent_policy(config: SegmentConfig, game: GameSpec):
-    """A trained agent's neural actor, sampling its actions with a seeded generator."""
+    """A trained agent's neural actor, sampling its actions with a seeded generator: a choice,
+    or (continuous games) tanh of a Gaussian sample, from the training view and the ego state."""
     import torch
 
     from insight_cli.runtime import resolve_device
@@ -89,9 +90,13 @@ def _agent_policy(config: SegmentConfig, game: GameSpec):
     generator = torch.Generator(device=device).manual_seed(config.seed)
 
     @torch.no_grad()
-    def act(stack: np.ndarray) -> int:
-        logits = agent(torch.from_numpy(stack[None]).to(device)).neural_logits.float()
-        return int(torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator))
+    def act(stack: np.ndarray, state: np.ndarray | None):
+        ego = torch.from_numpy(state[None]).to(device) if agent.config.state_size else None
+        scores = agent(torch.from_numpy(stack[None]).to(device), ego).neural_logits.float()
+        if agent.config.continuous:
+            noise = torch.randn(scores.shape, generator=generator, device=device)
+            return torch.tanh(scores + agent.neural_log_std.exp() * noise)[0].cpu().numpy()
+        return int(torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator))
 
     return act
 
@@ -109,9 +114,6 @@ def run(config: SegmentConfig) -> SegmentResult:
                          hint="use classic, fastsam or sam")
     if backend == "simulator" and config.input is not None:
         raise UsageError("a recording has no simulator objects", hint="use --backend classic, fastsam or sam with --input")
-    if game.continuous and config.policy is not None:
-        raise UsageError("--policy plays discrete games only for now",
-                         hint="leave it out: MetaDrive's own IDM expert drives")
     overrides = load_name_overrides(config.names)
     out = Path(config.out) if config.out else default_dataset_path(game.name)
     if config.input is not None and config.policy is not None:
