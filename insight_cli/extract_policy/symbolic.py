@@ -195,6 +195,31 @@ def _pruned(weight: torch.Tensor, threshold: float) -> np.ndarray:
     return np.where(np.abs(array) >= threshold, array, 0.0)
 
 
+def _arguments(actor: EqlActor, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each symbolic layer's argument weights and biases, pruned: weights below the threshold
+    go, and in a one-layer actor so does every weight that moves no expanded term of any action
+    by more than threshold / (2 * units). A term gets at most two such contributions per unit,
+    so the pruning changes no coefficient by more than the threshold, while an expansion of
+    many small terms (an actor that has barely trained) shrinks before it starts."""
+    arguments = [(_pruned(layer.linear.weight, threshold), _pruned(layer.linear.bias, threshold)) for layer in actor.layers]
+    if len(actor.layers) != 1 or threshold <= 0:
+        return arguments
+    (weight, bias), layer = arguments[0], actor.layers[0]
+    gain = np.abs(_pruned(actor.output.weight, threshold)).max(axis=0) * actor.config.inverse_temperature  # per unit
+    budget = threshold / (2 * max(1, np.count_nonzero(gain)))
+    largest = np.maximum(np.abs(weight).max(axis=1), np.abs(bias))  # each argument's largest coefficient
+    kept = weight.copy()
+    for unit, name in enumerate(actor.config.units):
+        if unit < layer.n_unary:  # the argument's coefficient times the most it is multiplied by in a term
+            bounds = [(unit, {"square": 2 * largest[unit], "cube": 6 * largest[unit] ** 2}.get(name, 1.0))]
+        else:
+            u = layer.n_unary + 2 * (unit - layer.n_unary)
+            bounds = [(u, largest[u + 1]), (u + 1, largest[u])] if name == "product" else [(u, 1.0), (u + 1, 1.0)]
+        for row, factor in bounds:
+            kept[row, np.abs(weight[row]) * factor * gain[unit] < budget] = 0.0
+    return [(kept, bias)]
+
+
 class TooManyTerms(Exception):
     """The expansion would exceed MAX_EXPANDED_TERMS terms in some logit."""
 
@@ -207,9 +232,9 @@ def term_bound(actor: EqlActor, n_variables: int, threshold: float) -> int:
     """An upper bound on the terms of the longest expanded logit, from which variables reach
     each unit and at what degree: cheap, so hopeless expansions are never started."""
     values = [(frozenset([index]), 1) for index in range(n_variables)]  # (variables, degree) per value
-    for layer in actor.layers:
+    for layer, (weight, _) in zip(actor.layers, _arguments(actor, threshold)):
         arguments = []
-        for row in _pruned(layer.linear.weight, threshold):
+        for row in weight:
             inputs = [values[index] for index in np.flatnonzero(row)]
             arguments.append((frozenset().union(*(v for v, _ in inputs)), max((d for _, d in inputs), default=0)))
         repeats, unary, pairs = layer.repeats, arguments[: layer.n_unary], arguments[layer.n_unary :]
@@ -241,8 +266,7 @@ def expand(actor: EqlActor, n_variables: int, threshold: float) -> list[dict[Mon
     _, *generators = ring([f"v{index}" for index in range(n_variables)], RR)
     zero = generators[0] * 0
     values = list(generators)
-    for layer in actor.layers:
-        weight, bias = _pruned(layer.linear.weight, threshold), _pruned(layer.linear.bias, threshold)
+    for layer, (weight, bias) in zip(actor.layers, _arguments(actor, threshold)):
         arguments = []
         for row, offset in zip(weight, bias):
             argument = zero + float(offset)

@@ -5,7 +5,7 @@ from support import toward_the_ball
 
 from insight_cli.errors import InsightError
 from insight_cli.extract_policy.export import markdown, policy_document, python_module, read_policy, write_exports
-from insight_cli.extract_policy.symbolic import Interface, extract, smallest_pruning, term_bound, variables_for
+from insight_cli.extract_policy.symbolic import Interface, expand, extract, smallest_pruning, term_bound, variables_for
 from insight_cli.train.eql import EqlActor, EqlConfig
 
 OBJECTS, ACTIONS = ["ball", "paddle"], ["NOOP", "RIGHT", "LEFT"]
@@ -73,6 +73,30 @@ def test_max_terms_finds_the_least_pruning_that_fits():
     assert max(looser.term_counts) > 2
     with pytest.raises(InsightError, match="at most 1 terms"):
         smallest_pruning(toward_the_ball(OBJECTS, noise=0.0), INTERFACE, max_terms=1, digits=3, floor=0.001)
+
+
+def test_pruning_before_expansion_moves_no_coefficient_by_the_threshold():
+    eql, plain, threshold = actor(seed=3, inverse_temperature=1.0), actor(seed=3, inverse_temperature=1.0), 0.02
+    with torch.no_grad():
+        for network in (eql, plain):
+            network.layers[0].linear.weight.mul_(0.3)  # small weights, as in an actor over many inputs
+        for parameter in plain.parameters():  # the same actor with only its small weights pruned, expanded exactly
+            parameter.mul_(parameter.abs() >= threshold)
+    exact, pruned = expand(plain, 16, 0.0), expand(eql, 16, threshold)
+    assert sum(map(len, pruned)) < sum(map(len, exact))  # it did prune more
+    for before, after in zip(exact, pruned):
+        assert all(abs(coefficient - after.get(monomial, 0.0)) < threshold for monomial, coefficient in before.items())
+
+
+def test_a_barely_trained_driving_actor_still_gives_short_equations():
+    # 13 objects and 19 ego state values, default initialisation, means not sharpened: thousands
+    # of tiny terms, which once made every threshold either too many to expand or no variable left
+    torch.manual_seed(0)
+    eql = EqlActor(EqlConfig(13 * 8 + 19, 2, inverse_temperature=1.0))
+    variables = variables_for([f"o{i}" for i in range(13)], {f"ego_{i}": "" for i in range(19)})
+    policy = smallest_pruning(eql, Interface(variables, ["steering", "throttle"], continuous=True), max_terms=8, digits=3,
+                              floor=0.01)
+    assert max(policy.term_counts) <= 8 and policy.used_variables
 
 
 def test_hopeless_expansions_are_refused_before_they_start():
