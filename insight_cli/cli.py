@@ -451,6 +451,8 @@ def pipeline(
     shown = f"{fidelity['held_out_fidelity']:.1%} held-out"
     if "rollout_fidelity" in fidelity:
         shown += f", {fidelity['rollout_fidelity']:.1%} rollouts"
+    if "held_out_action_error" in fidelity:
+        shown += f" (mean action difference {fidelity['held_out_action_error']:.3f} held-out)"
     table.add_row("fidelity of the equations", shown)
     check = result.faithfulness
     table.add_row("explanation", f"{result.explanation} ({check['supported']} of {check['claims']} claims supported)")

@@ -4,6 +4,7 @@ import torch
 from support import toward_the_ball
 
 from insight_cli.errors import InsightError
+from insight_cli.extract_policy import symbolic
 from insight_cli.extract_policy.export import markdown, policy_document, python_module, read_policy, write_exports
 from insight_cli.extract_policy.symbolic import Interface, expand, extract, smallest_pruning, term_bound, variables_for
 from insight_cli.train.eql import EqlActor, EqlConfig
@@ -73,6 +74,15 @@ def test_max_terms_finds_the_least_pruning_that_fits():
     assert max(looser.term_counts) > 2
     with pytest.raises(InsightError, match="at most 1 terms"):
         smallest_pruning(toward_the_ball(OBJECTS, noise=0.0), INTERFACE, max_terms=1, digits=3, floor=0.001)
+
+
+def test_the_numpy_and_the_polynomial_ring_expansions_agree(monkeypatch):
+    eql = actor(seed=5)
+    fast = expand(eql, 16, 0.05)
+    monkeypatch.setattr(symbolic, "DENSE_ENTRIES", 0)  # too large for numpy: the ring expands it
+    slow = expand(eql, 16, 0.05)
+    for left, right in zip(fast, slow):
+        assert left.keys() == right.keys() and all(left[m] == pytest.approx(right[m], abs=1e-12) for m in left)
 
 
 def test_pruning_before_expansion_moves_no_coefficient_by_the_threshold():
