@@ -490,6 +490,13 @@ def _describe_game(spec) -> None:
             region = ",".join(f"{edge:.2f}" for edge in obj.region)
             objects.add_row(obj.name, obj.description, colours, region, str(obj.max_count))
         console.print(objects)
+    if spec.state:
+        state = Table(title="ego state (variables of the equations, each in [0, 1])")
+        state.add_column("variable")
+        state.add_column("meaning")
+        for name, meaning in spec.state.items():
+            state.add_row(name, meaning)
+        console.print(state)
 
 
 def main() -> None:

@@ -15,8 +15,11 @@ class RateColumn(ProgressColumn):
         self.unit = unit
 
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} {self.unit}/s" if speed else f"- {self.unit}/s", style="cyan")
+        # the average since the start: rich's own estimate is done over the last few updates,
+        # which for episodes that end together (same horizon) reads thousands per second
+        speed = task.completed / task.elapsed if task.completed and task.elapsed else 0.0
+        shown = f"{speed:,.0f}" if speed >= 10 else f"{speed:.2g}"
+        return Text(f"{shown} {self.unit}/s" if speed else f"- {self.unit}/s", style="cyan")
 
 
 def progress_bar(unit: str) -> Progress:

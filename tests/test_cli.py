@@ -41,7 +41,7 @@ def test_games_describes_metadrive_and_its_assets():
 
     result = runner.invoke(app, ["games", "MetaDrive"])
     assert result.exit_code == 0
-    assert "steering" in result.output and "road_left" in result.output
+    assert "steering" in result.output and "road_left" in result.output and "nav2_angle" in result.output
     assert f"assets: {asset_status()}" in result.output and "metadrive.pull_asset" in result.output
 
 
