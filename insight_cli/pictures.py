@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-SCALE = 3  # Atari frames are tiny; draw on an upscaled copy so labels are legible
+SHORT_SIDE = 480  # frames are tiny (Atari 210x160, MetaDrive 84x84): draw on an upscaled copy so labels are legible
 
 
 def _track_color(track_id: int) -> tuple[int, int, int]:
@@ -18,17 +18,23 @@ def _track_color(track_id: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in bgr[::-1])
 
 
+def scale(rgb: np.ndarray) -> int:
+    """The whole factor that brings the frame's short side to at least SHORT_SIDE pixels."""
+    return max(1, -(-SHORT_SIDE // min(rgb.shape[:2])))
+
+
 def upscale(rgb: np.ndarray) -> np.ndarray:
-    """(H, W, 3) -> (3H, 3W, 3), pixels kept sharp."""
-    return cv2.resize(rgb, (rgb.shape[1] * SCALE, rgb.shape[0] * SCALE), interpolation=cv2.INTER_NEAREST)
+    """(H, W, 3) -> (sH, sW, 3) with s = scale(rgb) (3 for Atari), pixels kept sharp."""
+    factor = scale(rgb)
+    return cv2.resize(rgb, (rgb.shape[1] * factor, rgb.shape[0] * factor), interpolation=cv2.INTER_NEAREST)
 
 
 def annotate(rgb: np.ndarray, boxes: np.ndarray, track_ids, names) -> np.ndarray:
-    """(H, W, 3) frame -> (3H, 3W, 3) frame with each object's box and `id:name`."""
-    canvas = upscale(rgb)
+    """(H, W, 3) frame -> the upscaled frame with each object's box and `id:name`."""
+    canvas, factor = upscale(rgb), scale(rgb)
     for (x0, y0, x1, y1), track_id, name in zip(boxes, track_ids, names):
         color = _track_color(int(track_id))
-        top_left, bottom_right = (int(x0) * SCALE - 1, int(y0) * SCALE - 1), (int(x1) * SCALE, int(y1) * SCALE)
+        top_left, bottom_right = (int(x0) * factor - 1, int(y0) * factor - 1), (int(x1) * factor, int(y1) * factor)
         cv2.rectangle(canvas, top_left, bottom_right, color, 1)
         label_y = top_left[1] - 3 if top_left[1] > 12 else bottom_right[1] + 10
         cv2.putText(canvas, f"{track_id}:{name}", (top_left[0], label_y), cv2.FONT_HERSHEY_PLAIN, 0.8, color, 1)

@@ -96,16 +96,12 @@ def _decide(policy: SymbolicPolicy, source: str, rgb: np.ndarray, coordinates: n
                     policy.sensitivities(inputs)[0])
 
 
-def _reads_state(policy: SymbolicPolicy) -> bool:
-    return any(variable.slot is None for variable in policy.variables)
-
-
 def _rollout_decisions(agent, policy, game, count: int, seed: int, device) -> list[Decision]:
     """`count` states of one fresh greedy episode (at most ROLLOUT_STEPS), chosen at random."""
     seen = list(watch_episode(agent_actor(agent, "symbolic", policy), game, seed, device, ROLLOUT_STEPS))
     steps = sorted(np.random.default_rng(seed).choice(len(seen), size=min(count, len(seen)), replace=False))
     return [_decide(policy, f"rollout step {step}", seen[step].rgb, seen[step].coordinates,
-                    seen[step].state if _reads_state(policy) else None) for step in steps]
+                    seen[step].state if policy.state_names else None) for step in steps]
 
 
 @torch.no_grad()
@@ -116,7 +112,7 @@ def _frame_decision(agent, policy, dataset_path: Path, row: int, device) -> Deci
     rows = dataset.stack_indices()[row]  # (4,) -1 before the episode began
     stacks = dataset.gray_frames()[np.maximum(rows, 0)]
     stacks[rows < 0] = 0  # frames before the episode began are blank
-    state = dataset.states()[row] if _reads_state(policy) else None
+    state = dataset.states()[row] if policy.state_names else None
     coordinates = agent.perception.object_coordinates(agent.perception(torch.from_numpy(stacks[None]).to(device)))
     return _decide(policy, f"dataset frame {row}", dataset.rgb(row), coordinates.float().cpu().numpy()[0], state)
 

@@ -36,7 +36,7 @@ def policy_document(policy: SymbolicPolicy, game: str, action_meanings: dict[str
         "objects": object_names,
         "coordinate_convention": COORDINATE_CONVENTION,
         "continuous": policy.continuous,
-        "state": [v.name for v in policy.variables if v.slot is None],
+        "state": policy.state_names,
         "probabilities": SQUASHED if policy.continuous else SOFTMAX,
         "threshold": policy.threshold,
         "digits": policy.digits,

@@ -135,6 +135,11 @@ class SymbolicPolicy:
         return [len(terms) for terms in self.terms]
 
     @property
+    def state_names(self) -> list[str]:
+        """The ego state values the policy reads (none for most games)."""
+        return [variable.name for variable in self.variables if variable.slot is None]
+
+    @property
     def used_variables(self) -> list[Variable]:
         used = {index for terms in self.terms for monomial in terms for index, e in enumerate(monomial) if e}
         return [variable for index, variable in enumerate(self.variables) if index in used]
