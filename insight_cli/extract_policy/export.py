@@ -13,15 +13,14 @@ import sympy
 from insight_cli import __version__
 from insight_cli.errors import InsightError
 from insight_cli.extract_policy.symbolic import COORDINATE_CONVENTION, READABLE_TERMS, SymbolicPolicy, variables_for
-
-SOFTMAX = "softmax over the action logits: p(a) = exp(logit_a) / sum_b exp(logit_b); the agent takes the largest"
-SQUASHED = ("each action is tanh(mean) of its polynomial, a number in [-1, 1] (the mean of a squashed Gaussian "
-            "the agent was trained with)")
 from insight_cli.files import write_atomically
 
 FORMAT = "insight-policy"
 FORMAT_VERSION = 1
 NAMES = ("policy.json", "policy.md", "policy.tex", "policy.py")
+SOFTMAX = "softmax over the action logits: p(a) = exp(logit_a) / sum_b exp(logit_b); the agent takes the largest"
+SQUASHED = ("each action is tanh(mean) of its polynomial, a number in [-1, 1] (the mean of a squashed Gaussian "
+            "the agent was trained with)")
 
 
 def policy_document(policy: SymbolicPolicy, game: str, action_meanings: dict[str, str], object_names: list[str],
