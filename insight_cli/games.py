@@ -927,14 +927,14 @@ METADRIVE = GameSpec(
         "ego_yaw_rate": "how fast the ego car is turning",
         "ego_lane_offset": "the ego car's sideways position in its lane (0.5 = centred)",
         **{
-            f"nav{point}_{key}": f"{meaning} of the {'next' if point == 1 else 'second'} navigation checkpoint"
+            f"nav{point}_{key}": f"the {'next' if point == 1 else 'second'} navigation checkpoint: {meaning}"
             for point in (1, 2)
             for key, meaning in (
-                ("ahead", "how far ahead (0.5 = level with the car)"),
-                ("side", "how far to the right (0.5 = straight ahead)"),
-                ("radius", "the bend radius of the lane ending (0 = straight)"),
-                ("clockwise", "the bend direction (1 = clockwise, 0.5 = straight)"),
-                ("angle", "the bend angle (0.5 = straight)"),
+                ("ahead", "how far ahead of the car it is (0.5 = level with the car)"),
+                ("side", "how far to the right of the car it is (0.5 = straight ahead)"),
+                ("radius", "the radius of the bend ending there (0 = straight)"),
+                ("clockwise", "the direction of that bend (1 = clockwise, 0.5 = straight)"),
+                ("angle", "the angle of that bend (0.5 = straight)"),
             )
         },
     },

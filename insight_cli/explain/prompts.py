@@ -56,7 +56,8 @@ def context(game: GameSpec, policy: SymbolicPolicy) -> str:
     equations = "\n".join(f"{kind}_{name} = {expression}" for name, expression in zip(policy.actions, policy.expressions))
     naming = "Variables are named <axis>_<object>_<frame>: x_ball_4 is the horizontal position of the ball in the current frame."
     if policy.state_names:
-        naming += " Variables starting with ego_ or nav are values of the ego state, each scaled to [0, 1]."
+        naming += (f" The variables named without an axis ({', '.join(policy.state_names[:2])}, ...) are values of the "
+                   "ego state, each scaled to [0, 1].")
     if policy.continuous:
         rule = ("Every action is a number in [-1, 1] set at every step: action = tanh(mean) of its equation, so a larger "
                 "mean gives a larger action value.")
