@@ -171,6 +171,11 @@ def first_stack(frame: np.ndarray) -> np.ndarray:
     return stack
 
 
+def pushed(stack: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """The stack with its oldest frame dropped and `frame` added as the newest."""
+    return np.concatenate([stack[1:], frame[None]])
+
+
 class MetaDriveFrameSource:
     """One MetaDrive env stepped one action at a time: the top-down RGB view next to the
     training view, the ego state and the simulator's vehicle boxes. With `expert`, MetaDrive's
@@ -200,7 +205,7 @@ class MetaDriveFrameSource:
         if terminated or truncated:
             self._episode += 1
             return self._start(self.seed + self._episode), reward, True
-        self._stack = np.concatenate([self._stack[1:], gray(observation.rgb)[None]])
+        self._stack = pushed(self._stack, gray(observation.rgb))
         self.objects, self.ego_state = observation.objects, observation.state
         return Frame(observation.rgb, self._stack.copy()), reward, False
 
@@ -285,7 +290,7 @@ class MetaDriveVectorEnv:
                 _send(connection, ("reset", self._map(index)))
                 finished.append(index)
             else:
-                self._stack[index] = np.concatenate([self._stack[index, 1:], gray(rgb)[None]])
+                self._stack[index] = pushed(self._stack[index], gray(rgb))
                 self.ego_state[index] = state
         for index in finished:
             self._start(index, *_receive(self._connections[index]))

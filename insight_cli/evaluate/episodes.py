@@ -103,7 +103,7 @@ def play_episodes(act: Actor, game: GameSpec, episodes: int, seed: int, device: 
                 seen.append(coordinates[active])
                 taken.append(actions[active])
                 if state is not None:
-                    ego.append(state.cpu().numpy()[active])
+                    ego.append(np.asarray(env.ego_state)[active])  # the host copy, not back from the device
             result = env.step(actions)
             returns += result.reward * active
             lengths += active

@@ -77,7 +77,7 @@ class OfflineAnalyst:
     def _action(self, action: int, chosen: np.ndarray, typical: np.ndarray) -> str:
         """typical: (V,) median slope of this action's logit (mean) over the reference states."""
         policy, name = self.policy, self.policy.actions[action]
-        kind = "mean" if policy.continuous else "logit"
+        kind = policy.output
         ranked = [v for v in np.argsort(-np.abs(typical)) if typical[v] != 0][:INFLUENTIAL]
         if not policy.terms[action]:
             influence = f"The {kind} of {name} is 0: no variable moves it."
@@ -110,7 +110,7 @@ class OfflineAnalyst:
         typical = np.median(self.policy.logit_gradients(self.reference), axis=0)  # (A, V) over (N, A, V)
         chosen = self.policy.choose(self.reference)
         answers = [self._action(a, chosen, typical[a]) for a in range(len(self.policy.actions))]
-        kind = "mean" if self.policy.continuous else "logit"
+        kind = self.policy.output
         leading = []
         for action, name in enumerate(self.policy.actions):
             if np.any(typical[action]):

@@ -87,7 +87,7 @@ def check_policy_text(text: str, policy: SymbolicPolicy, reference: np.ndarray, 
     variable) over the reference states (N, V)."""
     index = {variable.name: i for i, variable in enumerate(policy.variables)}
     gradients = policy.logit_gradients(reference)  # (N, A, V)
-    kind = "mean" if policy.continuous else "logit"
+    kind = policy.output
     claims = []
     for clause, variable, action, direction in _claims(text, policy.actions, default_action):
         a = policy.actions.index(action)

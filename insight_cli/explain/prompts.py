@@ -33,14 +33,11 @@ class Decision:
         (continuous: any action), largest first."""
         used = {variable.name for variable in policy.used_variables}
         indices = [i for i, variable in enumerate(policy.variables) if variable.name in used]
-        return sorted(indices, key=lambda i: -self.weight(policy, i))[:DECISION_VARIABLES]
+        return sorted(indices, key=lambda i: -abs(self.gradients[self.strongest(policy, i), i]))[:DECISION_VARIABLES]
 
     def strongest(self, policy: SymbolicPolicy, variable: int) -> int:
         """The action this variable moves most here (the action taken, for discrete games)."""
         return int(np.argmax(np.abs(self.gradients[:, variable]))) if policy.continuous else int(self.action)
-
-    def weight(self, policy: SymbolicPolicy, variable: int) -> float:
-        return abs(float(self.gradients[self.strongest(policy, variable), variable]))
 
     def summary(self, policy: SymbolicPolicy) -> str:
         """"steering +0.31, throttle +0.80" or "RIGHT (p=0.93)"."""
@@ -52,7 +49,7 @@ class Decision:
 def context(game: GameSpec, policy: SymbolicPolicy) -> str:
     actions = "\n".join(f"- {name}: {game.actions.get(name, name.lower())}" for name in policy.actions)
     variables = "\n".join(f"- {v.name}: {v.meaning}" for v in policy.used_variables)
-    kind = "mean" if policy.continuous else "logit"
+    kind = policy.output
     equations = "\n".join(f"{kind}_{name} = {expression}" for name, expression in zip(policy.actions, policy.expressions))
     naming = "Variables are named <axis>_<object>_<frame>: x_ball_4 is the horizontal position of the ball in the current frame."
     if policy.state_names:

@@ -75,9 +75,8 @@ def fidelity(policy: SymbolicPolicy, inputs: np.ndarray, actions: np.ndarray, wh
             f"{where}_action_error": float(difference.mean())}
 
 
-def interface(agent, checkpoint) -> Interface:
+def interface(agent, checkpoint, game) -> Interface:
     """The variables and actions of the run's EQL actor."""
-    game = get_game(checkpoint.meta["game"])
     state = game.state if agent.config.state_size else None
     variables = variables_for([o["name"] for o in checkpoint.meta["objects"]], state)
     return Interface(variables, list(checkpoint.meta["action_meanings"]), game.continuous)
@@ -111,7 +110,7 @@ def run(config: ExtractConfig) -> ExtractResult:
     path = Path(config.checkpoint)
     agent, checkpoint = load_agent(path, device, require_eql=True)
     game = get_game(checkpoint.meta["game"])
-    actor = interface(agent, checkpoint)
+    actor = interface(agent, checkpoint, game)
     if config.max_terms is None:
         policy = extract(agent.eql, actor, config.threshold, config.digits)
     else:

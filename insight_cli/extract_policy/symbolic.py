@@ -135,6 +135,11 @@ class SymbolicPolicy:
         return [len(terms) for terms in self.terms]
 
     @property
+    def output(self) -> str:
+        """What each polynomial is: "logit", or "mean" (of a continuous action)."""
+        return "mean" if self.continuous else "logit"
+
+    @property
     def state_names(self) -> list[str]:
         """The ego state values the policy reads (none for most games)."""
         return [variable.name for variable in self.variables if variable.slot is None]
@@ -202,6 +207,15 @@ def _pruned(weight: torch.Tensor, threshold: float) -> np.ndarray:
     return np.where(np.abs(array) >= threshold, array, 0.0)
 
 
+def _argument_rows(layer, unit: int) -> tuple[int, int]:
+    """The rows of a symbolic layer's linear map that feed output `unit`: (u, u) for a unary
+    primitive, (u, v) for a binary one."""
+    if unit < layer.n_unary:
+        return unit, unit
+    u = layer.n_unary + 2 * (unit - layer.n_unary)
+    return u, u + 1
+
+
 def _arguments(actor: EqlActor, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each symbolic layer's argument weights and biases, pruned: weights below the threshold
     go, and in a one-layer actor so does every weight that moves no expanded term of any action
@@ -217,11 +231,11 @@ def _arguments(actor: EqlActor, threshold: float) -> list[tuple[np.ndarray, np.n
     largest = np.maximum(np.abs(weight).max(axis=1), np.abs(bias))  # each argument's largest coefficient
     kept = weight.copy()
     for unit, name in enumerate(actor.config.units):
-        if unit < layer.n_unary:  # the argument's coefficient times the most it is multiplied by in a term
-            bounds = [(unit, {"square": 2 * largest[unit], "cube": 6 * largest[unit] ** 2}.get(name, 1.0))]
+        u, v = _argument_rows(layer, unit)  # an argument's coefficient times the most it is multiplied by in a term
+        if u == v:
+            bounds = [(u, {"square": 2 * largest[u], "cube": 6 * largest[u] ** 2}.get(name, 1.0))]
         else:
-            u = layer.n_unary + 2 * (unit - layer.n_unary)
-            bounds = [(u, largest[u + 1]), (u + 1, largest[u])] if name == "product" else [(u, 1.0), (u + 1, 1.0)]
+            bounds = [(u, largest[v]), (v, largest[u])] if name == "product" else [(u, 1.0), (v, 1.0)]
         for row, factor in bounds:
             kept[row, np.abs(weight[row]) * factor * gain[unit] < budget] = 0.0
     return [(kept, bias)]
@@ -330,10 +344,7 @@ def _expand_one_layer(actor: EqlActor, n_variables: int, threshold: float) -> li
         for unit, name in enumerate(actor.config.units):
             if row[unit] == 0:
                 continue
-            if unit < layer.n_unary:
-                u = v = forms[unit]
-            else:
-                u, v = forms[layer.n_unary + 2 * (unit - layer.n_unary)], forms[layer.n_unary + 2 * (unit - layer.n_unary) + 1]
+            u, v = (forms[row] for row in _argument_rows(layer, unit))
             value = {"identity": u, "constant": constant, "add": u + v, "square": np.multiply.outer(u, u),
                      "product": np.multiply.outer(u, v), "cube": np.einsum("i,j,k->ijk", u, u, u)}[name]
             tensors[value.ndim] = tensors.get(value.ndim, 0.0) + row[unit] * value
