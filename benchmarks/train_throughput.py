@@ -3,6 +3,11 @@ the straightforward way (gymnasium SyncVectorEnv with the usual Atari wrappers, 
 encoder pass for each of the critic, the neural actor and the EQL actor), in the same run.
 
     .venv/bin/python benchmarks/train_throughput.py [--game Pong] [--updates 3] [--num-steps 128]
+    .venv/bin/python benchmarks/train_throughput.py --preset cpu [--updates 6]
+
+With --preset cpu: `insight train` with the cpu preset's perception (the DQN-style encoder, 256
+wide, pretrained for one epoch here and frozen) and envs, next to the env alone (random actions)
+in the same run: prints `cpu preset: <N> env steps/s` and the env-only rate.
 
 Both loops do the same work per update: a rollout of num-envs x num-steps, then 4 epochs of 4
 minibatches of PPO + guidance + EQL penalty + one perception batch per minibatch. Prints the
@@ -98,17 +103,56 @@ def baseline_sps(game: str, dataset_path: Path, num_envs: int, num_steps: int, u
     return rates
 
 
-def insight_sps(game: str, dataset_path: Path, num_envs: int, num_steps: int, updates: int, runs_dir: Path) -> list[float]:
+def insight_sps(game: str, dataset_path: Path, num_envs: int, num_steps: int, updates: int, runs_dir: Path,
+                **options) -> list[float]:
     """`insight train` itself, read back from its metrics table (SPS after each update)."""
     import pyarrow.parquet as pq
 
     config = TrainConfig(game=game, dataset=dataset_path, runs_dir=runs_dir, run_name="bench", num_envs=num_envs,
                          num_steps=num_steps, total_steps=num_envs * num_steps * updates, eval_episodes=0,
-                         eval_every=1.0, device="cpu")
+                         eval_every=1.0, device="cpu", **options)
     train(config)
     rows = pq.read_table(runs_dir / "bench" / "metrics.parquet").to_pylist()
     elapsed = [row["step"] / row["charts/sps"] for row in rows]  # charts/sps: steps so far / seconds so far
     return [num_envs * num_steps / seconds for seconds in np.diff([0.0, *elapsed])]
+
+
+def env_only_sps(game: str, num_envs: int, steps: int, repeats: int = 3) -> float:
+    """The vector env alone, random actions: the ceiling for any learner on this machine."""
+    from insight_cli.games import get_game
+
+    env = make_vector_env(get_game(game), num_envs, seed=0, mode="train")
+    env.reset()
+    generator = np.random.default_rng(0)
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(steps):
+            env.step(generator.integers(len(env.action_meanings), size=num_envs))
+        rates.append(num_envs * steps / (time.perf_counter() - started))
+    env.close()
+    return statistics.median(rates)
+
+
+def cpu_preset(game: str, updates: int) -> None:
+    from insight_cli.pipeline import PRESETS
+    from insight_cli.pretrain.stage import PretrainConfig
+    from insight_cli.pretrain.stage import run as pretrain
+
+    preset = PRESETS["cpu"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        segment(SegmentConfig(game=game, frames=600, out=root / "dataset"))
+        pretrain(PretrainConfig(game=game, dataset=root / "dataset", out=root / "perception.ckpt", epochs=1,
+                                hidden=preset.hidden, encoder=preset.encoder, min_seen=preset.min_seen, device="cpu"))
+        ours = insight_sps(game, root / "dataset", preset.num_envs, preset.num_steps, updates, root / "runs",
+                           load_cnn=True, freeze_cnn=preset.freeze_cnn, perception=root / "perception.ckpt")
+    env_rate = env_only_sps(game, preset.num_envs, preset.num_steps)
+    ours_median = statistics.median(ours[1:] or ours)
+    print(f"{game}, {preset.num_envs} envs x {preset.num_steps} steps per update, {updates} updates, "
+          f"{torch.get_num_threads()} threads (median env steps/s after the first update)")
+    print(f"cpu preset: {ours_median:.0f} env steps/s")
+    print(f"env only:   {env_rate:.0f} env steps/s (random actions; {env_rate / ours_median:.2f}x the cpu preset)")
 
 
 def main() -> None:
@@ -117,7 +161,11 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=8)
     parser.add_argument("--num-steps", type=int, default=128)
     parser.add_argument("--updates", type=int, default=3)
+    parser.add_argument("--preset", choices=["cpu"], help="measure a pipeline preset's train settings instead")
     args = parser.parse_args()
+    if args.preset == "cpu":
+        cpu_preset(args.game, args.updates)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         dataset_path = Path(tmp) / "dataset"
         segment(SegmentConfig(game=args.game, frames=300, out=dataset_path))

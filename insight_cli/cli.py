@@ -11,10 +11,13 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from insight_cli import __version__
-from insight_cli.errors import InsightError, UsageError
+from insight_cli.errors import UsageError, as_insight_error
+from insight_cli.extract_policy import MAX_TERMS as EXTRACT_MAX_TERMS
+from insight_cli.pipeline import PRESETS
 from insight_cli.runtime import Device
 
 app = typer.Typer(
@@ -52,20 +55,12 @@ def verb(function):
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]")
             raise typer.Exit(130)
-        except InsightError as error:
-            if verbose:
-                raise
-            err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2 if isinstance(error, UsageError) else 1)
         except Exception as error:
             if verbose:
                 raise
-            err_console.print(
-                f"[bold red]error:[/] {type(error).__name__}: {error} (a bug? rerun with --verbose for the traceback)",
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(1)
+            # escape: a path or a server's text may hold [brackets] that rich would read as markup
+            err_console.print(f"[bold red]error:[/] {escape(str(as_insight_error(error)))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2 if isinstance(error, UsageError) else 1)
 
     return wrapper
 
@@ -148,6 +143,7 @@ def segment(
         Optional[Path], typer.Option(help='TOML file renaming objects, e.g. obj7 = "bullet".')
     ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Dataset directory (default: data/<Game>/dataset).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out even if it is not an insight dataset (what is there is deleted).")] = False,
     device: DeviceOption = Device.auto,
     seed: SeedOption = 0,
     verbose: VerboseOption = False,
@@ -160,7 +156,7 @@ def segment(
     result = run(
         SegmentConfig(
             game=game, frames=frames, backend=backend.value, checkpoint=checkpoint, input=input, policy=policy,
-            names=names, out=out, seed=seed, device=device.value,
+            names=names, out=out, force=force, seed=seed, device=device.value,
         )
     )
     table = Table(title=f"objects found ({len(result.tracks)} tracks)")
@@ -194,6 +190,13 @@ def pretrain(
     n_objects: Annotated[
         str, typer.Option(help="Object slots K: auto = one per dataset track (at most 256), or a number >= the tracks.")
     ] = "auto",
+    min_seen: Annotated[
+        float, typer.Option(help="Give a slot only to tracks seen in at least this share of the frames (0: every track; the cpu preset: 0.1, which drops flickering score digits).")
+    ] = 0.0,
+    hidden: Annotated[int, typer.Option(min=1, help="Width of the encoder vector (paper: 2048; the cpu preset: 256).")] = 2048,
+    encoder: Annotated[
+        str, typer.Option(help="Convolutions: insight (the paper's 5x5 stack) or nature (the DQN Atari CNN, about 10x faster on a CPU).")
+    ] = "insight",
     out: Annotated[Optional[Path], typer.Option(help="Checkpoint to write (default: data/<Game>/perception.ckpt).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the interrupted run saved next to --out.")] = False,
     device: DeviceOption = Device.auto,
@@ -208,7 +211,7 @@ def pretrain(
     result = run(
         PretrainConfig(
             game=game, dataset=dataset, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
-            n_objects=n_objects, resume=resume, device=device.value, seed=seed,
+            n_objects=n_objects, min_seen=min_seen, hidden=hidden, encoder=encoder, resume=resume, device=device.value, seed=seed,
         )
     )
     best = result.metrics
@@ -248,6 +251,7 @@ def train(
     eval_every: Annotated[float, typer.Option(min=0.0, max=1.0, help="Fraction of training between evaluations and checkpoints (0.01: every 1%).")] = 0.01,
     run_name: Annotated[Optional[str], typer.Option(help="Run directory name under data/<Game>/runs (default: a timestamp).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue --run-name (or the latest run) from its checkpoint.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the run already under --run-name (else refused).")] = False,
     device: DeviceOption = Device.auto,
     seed: SeedOption = 0,
     verbose: VerboseOption = False,
@@ -263,7 +267,8 @@ def train(
             num_envs=num_envs, num_steps=num_steps, num_minibatches=num_minibatches, update_epochs=update_epochs, lr=lr, ng=ng, reg_weight=reg_weight,
             clip_coef=clip_coef, kl_coef=kl_coef, ego_state=ego_state, n_funcs=n_funcs,
             n_layers=n_layers, cnn_loss_weight=cnn_loss_weight, distill_weight=distill_weight, threshold=threshold,
-            eval_episodes=eval_episodes, eval_every=eval_every, run_name=run_name, resume=resume, device=device.value, seed=seed,
+            eval_episodes=eval_episodes, eval_every=eval_every, run_name=run_name, resume=resume, force=force,
+            device=device.value, seed=seed,
         )
     )
     returns = result.last_eval.get("eval/eql_return")
@@ -288,9 +293,9 @@ RunArgument = Annotated[Path, typer.Argument(help="A run.ckpt written by `insigh
 @verb
 def evaluate(
     checkpoint: RunArgument,
-    actor: Annotated[Actor, typer.Option(help="Who plays: the neural actor, the EQL actor, or the exported equations (policy.py) on the predicted coordinates.")] = Actor.eql,
+    actor: Annotated[Actor, typer.Option(help="Who plays: the neural actor, the EQL actor, or the extracted equations (policy.json) on the predicted coordinates.")] = Actor.eql,
     episodes: Annotated[int, typer.Option(min=1, help="Full episodes to play (eval protocol: up to 30 no-ops at the start, 108k frames at most).")] = 10,
-    policy: Annotated[Optional[Path], typer.Option(help="policy.py for --actor symbolic (default: the one next to the run).")] = None,
+    policy: Annotated[Optional[Path], typer.Option(help="policy.json for --actor symbolic (default: the one next to the run).")] = None,
     video: Annotated[bool, typer.Option("--video", help="Also write an mp4 of one episode with the predicted objects drawn.")] = False,
     video_steps: Annotated[int, typer.Option(min=1, help="Agent steps (4 frames each) at most in the video.")] = 3000,
     num_envs: Annotated[int, typer.Option(min=1, help="Episodes played at once.")] = 8,
@@ -320,14 +325,34 @@ def evaluate(
     _print_written(result.files)
 
 
+def _term_budget(value) -> Optional[int]:
+    """--max-terms: a positive number, or none."""
+    text = str(value).strip().lower()
+    if text == "none":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise typer.BadParameter(f"expected a number of terms (at least 1) or none, got {value!r}")
+    return int(text)
+
+
+class Fit(str, Enum):
+    auto = "auto"
+    prune = "prune"
+    refit = "refit"
+
+
 @app.command("extract-policy")
 @verb
 def extract_policy(
     checkpoint: RunArgument,
-    threshold: Annotated[float, typer.Option(min=0.0, help="Prune EQL weights, and expanded terms, smaller than this.")] = 0.01,
+    max_terms: Annotated[Optional[int], typer.Option(parser=_term_budget, metavar="N|none", help="Terms per action at most (the least pruning that fits, or a refit). none: the whole network pruned at --threshold, however long (an expansion that could pass 100,000 terms is refused).")] = EXTRACT_MAX_TERMS,
+    fit: Annotated[Fit, typer.Option(help="prune: the pruned EQL network; refit: equations fitted to the EQL actor's decisions (DAgger-style, on states they visit); auto: refit when the pruned network's fidelity is below --min-fidelity.")] = Fit.auto,
+    min_fidelity: Annotated[float, typer.Option(min=0.0, max=1.0, help="With --fit auto, the fidelity (held-out and rollouts, the lower) the pruned network must reach.")] = 0.95,
+    refit_rounds: Annotated[int, typer.Option(min=0, help="DAgger rounds of a refit: play the equations, label the states with the EQL actor, refit.")] = 3,
+    threshold: Annotated[float, typer.Option(min=0.0, help="Prune EQL weights, and expanded terms, smaller than this (the least pruning tried).")] = 0.01,
     digits: Annotated[int, typer.Option(min=1, max=15, help="Significant digits of the coefficients.")] = 3,
-    max_terms: Annotated[Optional[int], typer.Option(min=1, help="Find the least pruning (at least --threshold) that leaves every action at most this many terms.")] = None,
-    episodes: Annotated[int, typer.Option(min=0, help="Fresh episodes for rollout fidelity and the returns of the EQL actor and the equations (0: skip).")] = 10,
+    episodes: Annotated[int, typer.Option(min=0, help="Fresh episodes for each measured set of equations (rollout fidelity and return), the EQL actor and each refit round (0: skip rollouts).")] = 4,
+    max_steps: Annotated[int, typer.Option(min=1, help="Agent steps per rollout episode at most (a cut episode's return is its score so far).")] = 500,
     dataset: Annotated[Optional[Path], typer.Option(help="Dataset whose test split gives held-out states (default: the run's).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output directory (default: the run's directory).")] = None,
     device: DeviceOption = Device.auto,
@@ -336,38 +361,56 @@ def extract_policy(
 ) -> None:
     """Turn the run's EQL actor into one short equation per action over named object
     coordinates (x_ball_4 = the ball's x in the current frame; MetaDrive: and ego state values
-    such as ego_speed). Reports each action's number of terms, the fidelity (how often the
-    equations choose what the EQL actor chooses; continuous actions: how often every action
-    value is within 0.05 of the actor's) and their return; writes policy.json, policy.md,
-    policy.tex and a numpy-only policy.py."""
+    such as ego_speed), leaving out objects that never move or that the actor ignores. Reports
+    each action's number of terms, the fidelity (how often the equations choose what the EQL
+    actor chooses, on held-out states and on their own rollouts; continuous actions: how often
+    every action value is within 0.05 of the actor's), their return, and the trade-off for
+    budgets of 1 to 20 terms; writes policy.json, policy.md, policy.tex, a numpy-only
+    policy.py, policy_tradeoff.parquet and policy_tradeoff.png."""
     from insight_cli.extract_policy.stage import ExtractConfig, run
     from insight_cli.extract_policy.symbolic import READABLE_TERMS
 
     result = run(
         ExtractConfig(
-            checkpoint=checkpoint, threshold=threshold, digits=digits, max_terms=max_terms, episodes=episodes,
+            checkpoint=checkpoint, max_terms=max_terms, fit=fit.value, min_fidelity=min_fidelity,
+            refit_rounds=refit_rounds, threshold=threshold, digits=digits, episodes=episodes, max_steps=max_steps,
             dataset=dataset, out=out, device=device.value, seed=seed,
         )
     )
     policy = result.policy
-    table = Table(title=f"policy (weights below {policy.threshold:.3g} pruned)")
+    made = "refitted to the EQL actor's decisions" if policy.method == "refit" else f"weights below {policy.threshold:.3g} pruned"
+    table = Table(title=f"policy ({made})")
     table.add_column("action")
     table.add_column("terms", justify="right")
     table.add_column("mean (action = tanh(mean))" if policy.continuous else "logit")
     for name, count, expression in zip(policy.actions, policy.term_counts, policy.expressions):
-        shown = str(expression) if count <= READABLE_TERMS else f"[yellow]{count} terms: not readable[/]"
-        table.add_row(name, str(count), shown)
+        shown = escape(str(expression)) if count <= READABLE_TERMS else f"[yellow]{count} terms: not readable[/]"
+        table.add_row(escape(name), str(count), shown)
     console.print(table)
+    tradeoff = Table(title="length against fidelity (rollouts: the equations' own, cut at --max-steps)")
+    for column in ("equations", "budget", "terms", "held-out", "rollouts", "return"):
+        tradeoff.add_column(column, justify="left" if column == "equations" else "right")
+    for entry in result.tradeoff:
+        rollout, score = entry["rollout_fidelity"], entry["return"]
+        tradeoff.add_row(entry["method"] + (" [bold](chosen)[/]" if entry["chosen"] else ""),
+                         "whole" if entry["budget"] is None else str(entry["budget"]), str(entry["terms"]),
+                         f"{entry['held_out_fidelity']:.1%}", "-" if rollout is None else f"{rollout:.1%}",
+                         "-" if score is None else f"{score:.2f}")
+    console.print(tradeoff)
     fidelity, returns = result.fidelity, result.returns
     line = f"fidelity: {fidelity['held_out_fidelity']:.1%} of {fidelity['held_out_states']:,} held-out states"
     if "held_out_action_error" in fidelity:
         line += f" (mean action difference {fidelity['held_out_action_error']:.3f})"
     if returns:
-        line += (f", {fidelity['rollout_fidelity']:.1%} of {fidelity['rollout_states']:,} rollout states; "
+        line += (f", {fidelity['rollout_fidelity']:.1%} of {fidelity['rollout_states']:,} states of its own rollouts; "
                  f"return: equations {returns['symbolic']:.2f}, EQL actor {returns['eql']:.2f}")
     console.print(line, soft_wrap=True)
+    console.print("variables used: " + escape(", ".join(v.name for v in policy.used_variables)), soft_wrap=True)
+    if result.left_out:
+        console.print("left out: " + escape("; ".join(f"{name} ({why})" for name, why in result.left_out.items())),
+                      soft_wrap=True)
     if max(policy.term_counts) > READABLE_TERMS:
-        console.print(f"[yellow]an action has more than {READABLE_TERMS} terms: prune more with --threshold or --max-terms[/]")
+        console.print(f"[yellow]an action has more than {READABLE_TERMS} terms: give a term budget with --max-terms[/]")
     _print_written(result.files)
 
 
@@ -379,7 +422,7 @@ def explain(
     decisions: Annotated[int, typer.Option(min=0, help="Decisions to explain, sampled from a fresh greedy episode.")] = 3,
     frame_index: Annotated[Optional[int], typer.Option(min=0, help="Explain the decision at this frame of the run's dataset instead.")] = None,
     policy: Annotated[Optional[Path], typer.Option(help="policy.json to explain (default: the run's; extracted now if missing).")] = None,
-    max_terms: Annotated[int, typer.Option(min=1, help="Terms per action when the policy has to be extracted first.")] = 10,
+    max_terms: Annotated[int, typer.Option(min=1, help="Terms per action when the policy has to be extracted first.")] = EXTRACT_MAX_TERMS,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server (default: OPENAI_BASE_URL, else api.openai.com).")] = None,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="LLM sampling temperature.")] = 0.0,
     timeout: Annotated[float, typer.Option(min=0.001, help="Seconds to wait for each LLM answer.")] = 60.0,
@@ -414,19 +457,18 @@ def explain(
     _print_written(result.files)
 
 
-class PresetName(str, Enum):
-    demo = "demo"
-    quick = "quick"
-    paper = "paper"
+PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)
 
 
 @app.command()
 @verb
 def pipeline(
     game: GameOption = "Pong",
-    preset: Annotated[PresetName, typer.Option(help="Budgets: demo (minutes on a CPU), quick (an hour or so on a GPU), paper (DESIGN defaults: 10M env steps).")] = PresetName.demo,
+    preset: Annotated[PresetName, typer.Option(help="Budgets: demo (minutes on a CPU), cpu (a real result on a 2-core CPU: 3M env steps, frozen fast perception), quick (an hour or so on a GPU), paper (the paper's settings: 10M env steps).")] = PresetName.demo,
     force: Annotated[bool, typer.Option("--force", help="Redo every stage, even those whose outputs are up to date.")] = False,
     llm: Annotated[str, typer.Option(help="Explain with: offline, or a model behind an OpenAI-compatible API (see `insight explain --help`).")] = "offline",
+    total_steps: Annotated[Optional[int], typer.Option(help="Train for this many env steps instead of the preset's.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Train with this learning rate instead of the preset's (2.5e-4; MetaDrive 5e-5).")] = None,
     device: DeviceOption = Device.auto,
     seed: SeedOption = 0,
     verbose: VerboseOption = False,
@@ -438,7 +480,8 @@ def pipeline(
     minibatches, KL penalty 0.2, reg 1e-4, the EQL actor collects the data)."""
     from insight_cli.pipeline import PipelineConfig, run
 
-    result = run(PipelineConfig(game=game, preset=preset.value, force=force, llm=llm, device=device.value, seed=seed))
+    result = run(PipelineConfig(game=game, preset=preset.value, force=force, llm=llm, total_steps=total_steps, lr=lr,
+                                device=device.value, seed=seed))
     table = Table(title=f"{game}, preset {preset.value}")
     table.add_column("what")
     table.add_column("result")

@@ -1,8 +1,15 @@
 import json
+import os
+import re
+import subprocess
+import tracemalloc
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from insight_cli import dataset as dataset_module
 from insight_cli.dataset import SCHEMA_VERSION, DatasetWriter, assign_splits, load_dataset, stack_indices
 from insight_cli.envs import make_vector_env
 from insight_cli.errors import InsightError
@@ -16,7 +23,8 @@ def write_tiny(path, frames=6, episodes=(0, 0, 0, 1, 1, 1)):
             frame_id = writer.add_frame(episodes[index], index % 3, b"png", gray, action=index % 3, reward=0.5)
             boxes = np.array([[0, 0, 42, 21], [10, 20, 30, 40]])
             writer.add_objects(frame_id, [0, 1], ["ball", "paddle"], boxes, [100, 400], [[1, 2, 3], [4, 5, 6]], (84, 84))
-        return writer.finish([{"track_id": 0, "name": "ball"}, {"track_id": 1, "name": "paddle"}])
+        return writer.finish([{"track_id": 0, "name": "ball", "frames_seen": frames},
+                              {"track_id": 1, "name": "paddle", "frames_seen": frames}])
 
 
 def test_round_trip(tmp_path):
@@ -121,3 +129,112 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
             raise RuntimeError("interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == before
     assert load_dataset(tmp_path / "ds").meta["counts"]["frames"] == 6  # the old dataset is intact
+
+
+def edit_meta(path, change):
+    meta = json.loads((path / "dataset.json").read_text())
+    change(meta)
+    (path / "dataset.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda meta: meta.pop("counts"), "lacks 'counts'"),
+        (lambda meta: meta.pop("objects"), "lacks 'objects'"),
+        (lambda meta: meta.pop("fingerprint"), "lacks 'fingerprint'"),
+        (lambda meta: meta.pop("game"), "lacks 'game'"),
+        (lambda meta: meta["counts"].pop("train_frames"), "counts lacks a whole number 'train_frames'"),
+        (lambda meta: meta["objects"][0].pop("track_id"), "lacks a whole number track_id"),
+        (lambda meta: meta["objects"][0].update(name="ﬁsh"), "'ﬁsh' is not an ASCII identifier"),
+        (lambda meta: meta["objects"][0].update(name="paddle"), "two objects are named 'paddle'"),
+        (lambda meta: meta.update(schema_version="1"), "schema_version '1', not a whole number"),
+    ],
+)
+def test_a_dataset_json_missing_or_mistyping_a_field_names_it(tmp_path, change, message):
+    write_tiny(tmp_path / "ds")
+    edit_meta(tmp_path / "ds", change)
+    with pytest.raises(InsightError, match=re.escape(message)):
+        load_dataset(tmp_path / "ds")
+
+
+def test_a_gray_frame_of_the_wrong_length_is_refused(tmp_path):
+    write_tiny(tmp_path / "ds")
+    frames = pq.read_table(tmp_path / "ds" / "frames.parquet")
+    gray = frames.column("gray").to_pylist()
+    gray[2] = gray[2][:-1]
+    pq.write_table(frames.set_column(frames.schema.get_field_index("gray"), "gray", pa.array(gray, pa.binary())),
+                   tmp_path / "ds" / "frames.parquet")
+    with pytest.raises(InsightError, match="a gray frame is not 84x84"):
+        load_dataset(tmp_path / "ds")
+
+
+def write_frames(path, count):
+    rng = np.random.default_rng(0)
+    with DatasetWriter(path, {"game": "Catch"}) as writer:
+        for index in range(count):
+            gray = rng.integers(0, 255, (84, 84), np.uint8)
+            frame_id = writer.add_frame(index // 100, index % 100, rng.bytes(4000), gray, 0, 0.0)
+            writer.add_objects(frame_id, [0], ["ball"], np.array([[0, 0, 4, 4]]), [16], [[1, 2, 3]], (84, 84))
+        writer.finish([{"track_id": 0, "name": "ball", "frames_seen": count}])
+
+
+def test_frames_go_to_disk_in_chunks_so_memory_stays_flat(tmp_path, monkeypatch):
+    monkeypatch.setattr(dataset_module, "CHUNK_FRAMES", 64)
+    write_frames(tmp_path / "warm", 100)  # imports allocate too
+    peaks = []
+    for count in (500, 2000):
+        tracemalloc.start()
+        write_frames(tmp_path / f"ds{count}", count)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.5 * peaks[0]  # four times the frames (17 MB more of them), about the same peak
+    dataset = load_dataset(tmp_path / "ds2000")
+    assert pq.ParquetFile(tmp_path / "ds2000" / "frames.parquet").num_row_groups == 2000 // 64 + 1
+    assert dataset.frames.column("frame_id").to_pylist() == list(range(2000))
+    assert dataset.frames.column("split").to_pylist() == ["train"] * 1600 + ["test"] * 400
+    assert dataset.objects.column("frame_id").to_pylist() == list(range(2000))
+
+
+def test_an_earlier_dataset_or_an_empty_directory_is_replaced(tmp_path):
+    write_tiny(tmp_path / "ds")
+    write_tiny(tmp_path / "ds", frames=3, episodes=(0, 1, 2))
+    (tmp_path / "empty").mkdir()
+    write_tiny(tmp_path / "empty")
+    assert load_dataset(tmp_path / "ds").meta["counts"]["frames"] == 3 and load_dataset(tmp_path / "empty")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "empty"]
+
+
+def precious(file):
+    file.parent.mkdir(exist_ok=True)
+    file.write_text("precious")
+    return file
+
+
+@pytest.mark.parametrize("make", [
+    lambda out: precious(out),
+    lambda out: precious(out / "thesis.txt"),
+    lambda out: (write_tiny(out), precious(out / "notes.txt"))[1],
+])
+def test_anything_else_is_replaced_only_when_asked(tmp_path, make):
+    file = make(tmp_path / "out")
+    with pytest.raises(InsightError, match="would delete it.*--force"):
+        write_tiny(tmp_path / "out")
+    assert file.read_text() == "precious"
+    with DatasetWriter(tmp_path / "out", {"game": "Catch"}, replace=True) as writer:
+        writer.add_frame(0, 0, b"png", np.zeros((84, 84), np.uint8), 0, 0.0)
+        writer.finish([])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dataset.json", "frames.parquet", "objects.parquet"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no hidden .out.old-<pid> left behind
+
+
+def test_leftovers_of_killed_runs_are_removed_and_a_live_runs_kept(tmp_path):
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead, live = finished.pid, os.getpid()
+    for name in (f".ds.tmp-{dead}-abcd1234", ".ds.tmp-old12345", f".ds.old-{dead}", f".ds.tmp-{live}-abcd1234",
+                 ".ds.tmp-mine.txt", ".other.tmp-abcd1234"):
+        (tmp_path / name).mkdir()
+    write_tiny(tmp_path / "ds")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".ds.tmp-{live}-abcd1234", ".ds.tmp-mine.txt",
+                                                           ".other.tmp-abcd1234", "ds"]

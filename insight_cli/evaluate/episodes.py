@@ -60,9 +60,9 @@ class Episodes(NamedTuple):
 
 
 def agent_actor(agent, actor: str, symbolic=None) -> Actor:
-    """The agent's `actor` ("neural", "eql", or "symbolic" with `symbolic.act` an exported
-    policy over the coordinates the agent's perception predicts, and the ego state if the
-    agent reads one), acting greedily."""
+    """The agent's `actor` ("neural", "eql", or "symbolic" with `symbolic` the extracted
+    SymbolicPolicy over the coordinates the agent's perception predicts, and the ego state if
+    the agent reads one), acting greedily."""
     if actor not in ACTORS:
         raise ValueError(f"unknown actor {actor!r}")
 

@@ -14,7 +14,7 @@ import torch
 
 from insight_cli.errors import UsageError
 from insight_cli.evaluate.episodes import ACTORS, agent_actor, play_episodes, watch_episode
-from insight_cli.files import atomic_output, write_atomically
+from insight_cli.files import atomic_output, ensure_writable, write_atomically
 from insight_cli.games import get_game
 from insight_cli.pictures import caption, mark_points, upscale, write_video
 from insight_cli.progress import progress_bar
@@ -25,9 +25,9 @@ from insight_cli.train.agent import load_agent
 @dataclass
 class EvaluateConfig:
     checkpoint: Path
-    actor: str = "eql"  # neural | eql | symbolic (the exported policy.py on the predicted coordinates)
+    actor: str = "eql"  # neural | eql | symbolic (policy.json's equations on the predicted coordinates)
     episodes: int = 10
-    policy: Path | None = None  # policy.py for --actor symbolic; default: next to the run
+    policy: Path | None = None  # policy.json for --actor symbolic; default: next to the run
     video: bool = False
     video_steps: int = 3000  # agent steps (4 frames each) at most in the video
     num_envs: int = 8  # episodes played at once
@@ -52,7 +52,7 @@ def _validate(config: EvaluateConfig) -> None:
     if config.video_steps < 1:
         raise UsageError(f"--video-steps must be at least 1, got {config.video_steps}")
     if config.policy is not None and config.actor != "symbolic":
-        raise UsageError("--policy is the exported policy.py that --actor symbolic plays; it needs --actor symbolic")
+        raise UsageError("--policy is the policy.json whose equations --actor symbolic plays; it needs --actor symbolic")
 
 
 def run(config: EvaluateConfig) -> EvaluateResult:
@@ -64,12 +64,15 @@ def run(config: EvaluateConfig) -> EvaluateResult:
     game = get_game(checkpoint.meta["game"])
     object_names = [o["name"] for o in checkpoint.meta["objects"]]
     symbolic = None
-    if config.actor == "symbolic":
-        from insight_cli.extract_policy.export import load_policy_module
+    if config.actor == "symbolic":  # the equations as data, evaluated here: policy.py is never imported
+        from insight_cli.extract_policy.export import read_policy_for
+        from insight_cli.extract_policy.stage import interface
 
-        state = list(game.state) if agent.config.state_size else None
-        symbolic = load_policy_module(Path(config.policy or path.parent / "policy.py"), game.name, object_names, state)
+        symbolic = read_policy_for(Path(config.policy or path.parent / "policy.json"), game.name,
+                                   interface(agent, checkpoint, game))
     act = agent_actor(agent, config.actor, symbolic)
+    out = Path(config.out or path.parent / "evaluation")
+    ensure_writable(out / f"{config.actor}.json")  # before the episodes, not after
 
     with progress_bar("episodes") as progress:
         task = progress.add_task(f"evaluate {config.actor}", total=config.episodes)
@@ -83,7 +86,6 @@ def run(config: EvaluateConfig) -> EvaluateResult:
     }
     if episodes.arrived is not None:
         summary["success_rate"] = float(np.mean(episodes.arrived))
-    out = Path(config.out or path.parent / "evaluation")
     files = []
     if config.video:
         video_path = out / f"{config.actor}.mp4"

@@ -4,6 +4,9 @@ that writes the same sections from the equations and gradients themselves."""
 from __future__ import annotations
 
 import os
+import socket
+import urllib.parse
+import urllib.request
 
 import numpy as np
 
@@ -12,12 +15,14 @@ from insight_cli.explain.prompts import Decision
 from insight_cli.extract_policy.symbolic import SymbolicPolicy
 
 INFLUENTIAL = 3  # variables an offline explanation names per action
+CONNECT_TIMEOUT = 5.0  # seconds: a live server accepts a connection in far less, even across the world
 
 
 class OpenAIBackend:
     """Chat completions through the `openai` package: OPENAI_API_KEY, and OPENAI_BASE_URL (or
     --base-url) for any compatible server (vLLM, Ollama, llama.cpp). The client retries
-    connection errors, 408/409/429 and 5xx answers with exponential backoff."""
+    connection errors, 408/409/429 and 5xx answers with exponential backoff; a server that
+    cannot be reached at all is reported at once."""
 
     def __init__(self, model: str, base_url: str | None, temperature: float, timeout: float, retries: int):
         import openai
@@ -31,7 +36,27 @@ class OpenAIBackend:
         self.openai = openai
         self.model, self.temperature = model, temperature
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        self.client = openai.OpenAI(api_key=key, base_url=self.base_url, timeout=timeout, max_retries=retries)
+        self.client = openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=retries,
+                                    timeout=openai.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)))
+        self._check_reachable()
+
+    def _check_reachable(self) -> None:
+        """Connect once (through the proxy, if one applies): a dead server then fails in seconds,
+        where the client would retry it with backoff, each try waiting out its connect timeout."""
+        url, proxies = urllib.parse.urlsplit(self.base_url), urllib.request.getproxies()
+        proxy = None if urllib.request.proxy_bypass(url.hostname or "") else proxies.get(url.scheme, proxies.get("all"))
+        target = urllib.parse.urlsplit(proxy) if proxy else url
+        try:
+            if not target.hostname:
+                raise ValueError("not a URL")
+            port = target.port or (443 if target.scheme == "https" else 80)  # ValueError: a port that is no number
+            socket.create_connection((target.hostname, port), timeout=CONNECT_TIMEOUT).close()
+        except (OSError, ValueError) as error:
+            raise self._unreachable(f" ({getattr(error, 'strerror', None) or error})") from None
+
+    def _unreachable(self, reason: str = "") -> InsightError:
+        return InsightError(f"cannot reach the LLM server at {self.base_url}{reason}",
+                            hint="check --base-url / OPENAI_BASE_URL and that the server runs")
 
     def chat(self, messages: list[dict]) -> str:
         openai = self.openai
@@ -44,14 +69,22 @@ class OpenAIBackend:
         except openai.APITimeoutError:
             raise InsightError(f"{self.base_url} did not answer in time", hint="raise --timeout, or try again") from None
         except openai.APIConnectionError:
-            raise InsightError(f"cannot reach the LLM server at {self.base_url}",
-                               hint="check --base-url / OPENAI_BASE_URL and that the server runs") from None
+            raise self._unreachable() from None
         except openai.APIStatusError as error:
             raise InsightError(f"{self.base_url} answered {error.status_code}: {error.message}") from None
-        text = response.choices[0].message.content if response.choices else None
-        if not text:
+        except ValueError:  # the body was not JSON
+            raise self._not_an_api() from None
+        try:  # the client passes on whatever a server sent: an HTML page, {"choices": "x"}
+            text = response.choices[0].message.content if response.choices else None
+        except (AttributeError, IndexError, KeyError, TypeError):
+            raise self._not_an_api() from None
+        if not isinstance(text, str) or not text.strip():
             raise InsightError(f"{self.base_url} sent an empty answer for the model {self.model!r}")
         return text.strip()
+
+    def _not_an_api(self) -> InsightError:
+        return InsightError(f"{self.base_url} did not answer like an OpenAI-compatible chat API",
+                            hint="check --base-url / OPENAI_BASE_URL: it usually ends in /v1")
 
     def policy_dialogue(self, context: str, questions: list[str]) -> list[str]:
         """The questions in order, in one conversation, each answer kept for the next."""

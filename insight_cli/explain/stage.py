@@ -17,10 +17,11 @@ from insight_cli.evaluate.episodes import agent_actor, watch_episode
 from insight_cli.explain import faithfulness
 from insight_cli.explain.backends import OfflineAnalyst, OpenAIBackend
 from insight_cli.explain.prompts import Decision, context, decision_prompt, policy_questions
-from insight_cli.extract_policy.export import read_policy
-from insight_cli.extract_policy.stage import ExtractConfig, held_out_states
+from insight_cli.extract_policy import MAX_TERMS
+from insight_cli.extract_policy.export import read_policy, read_policy_for
+from insight_cli.extract_policy.stage import ExtractConfig, held_out_states, interface
 from insight_cli.extract_policy.stage import run as extract
-from insight_cli.extract_policy.symbolic import SymbolicPolicy, join
+from insight_cli.extract_policy.symbolic import Interface, SymbolicPolicy, join
 from insight_cli.files import write_atomically
 from insight_cli.games import get_game
 from insight_cli.pictures import arrow, caption, mark_points, png_bytes, upscale
@@ -39,7 +40,7 @@ class ExplainConfig:
     decisions: int = 3  # decisions sampled from a fresh rollout
     frame_index: int | None = None  # explain this dataset frame instead
     policy: Path | None = None  # policy.json; default: the run's, extracted now if missing
-    max_terms: int = 10  # for that extraction
+    max_terms: int = MAX_TERMS  # for that extraction: extract-policy's default
     base_url: str | None = None  # default: OPENAI_BASE_URL, else OpenAI
     temperature: float = 0.0
     timeout: float = 60.0  # seconds per LLM request
@@ -68,12 +69,13 @@ def _validate(config: ExplainConfig) -> None:
         raise UsageError("--timeout must be positive and --retries at least 0")
 
 
-def _policy(config: ExplainConfig, path: Path) -> tuple[SymbolicPolicy, np.ndarray | None]:
-    """--policy; else the policy.json extracted from this run, next to it; else a new
-    extraction, written next to the run as `insight extract-policy --max-terms` would, whose
-    held-out states come back too (None otherwise)."""
+def _policy(config: ExplainConfig, path: Path, game: str, actor: Interface) -> tuple[SymbolicPolicy, np.ndarray | None]:
+    """--policy (extracted for this game and a run with this EQL actor's variables and
+    actions); else the policy.json extracted from this run, next to it; else a new extraction,
+    written next to the run as `insight extract-policy --max-terms` would, whose held-out
+    states come back too (None otherwise)."""
     if config.policy is not None:
-        return read_policy(config.policy)[0], None
+        return read_policy_for(config.policy, game, actor), None
     own = path.parent / "policy.json"
     if own.exists():
         policy, document = read_policy(own)
@@ -147,7 +149,7 @@ def run(config: ExplainConfig) -> ExplainResult:
         backend = OpenAIBackend(config.llm, config.base_url, config.temperature, config.timeout, config.retries)
     agent, checkpoint = load_agent(path, device, require_eql=True)
     game = get_game(checkpoint.meta["game"])
-    policy, reference = _policy(config, path)
+    policy, reference = _policy(config, path, game.name, interface(agent, checkpoint, game))
     dataset_path = Path(checkpoint.meta["dataset"])
     if reference is None:
         reference, _ = held_out_states(agent, checkpoint, dataset_path, device)

@@ -20,13 +20,17 @@ from insight_cli.perception.losses import PerceptionTargets
 from insight_cli.perception.model import MAX_OBJECTS
 
 
-def choose_slots(dataset: Dataset, n_objects: int | str) -> list[dict]:
+def choose_slots(dataset: Dataset, n_objects: int | str, min_seen: float = 0.0) -> list[dict]:
     """The dataset tracks that get object slots, as catalogue entries, slot order = track id.
 
-    "auto": every track, or the MAX_OBJECTS most often seen when there are more. An explicit
-    K must hold every track.
+    "auto": every track seen in at least `min_seen` of the frames (a share), or the MAX_OBJECTS
+    most often seen when there are more. An explicit K must hold every such track.
     """
     tracks = sorted(dataset.meta["objects"], key=lambda entry: entry["track_id"])
+    frames = max(dataset.meta["counts"]["frames"], 1)
+    tracks = [entry for entry in tracks if entry["frames_seen"] >= min_seen * frames]
+    if not tracks:
+        raise UsageError(f"no object is seen in {min_seen:.0%} of the frames of {dataset.path}", hint="lower --min-seen")
     if n_objects == "auto":
         if len(tracks) > MAX_OBJECTS:
             frequent = sorted(tracks, key=lambda entry: -entry["frames_seen"])[:MAX_OBJECTS]
@@ -36,7 +40,7 @@ def choose_slots(dataset: Dataset, n_objects: int | str) -> list[dict]:
     if slots < len(tracks):
         raise UsageError(
             f"--n-objects {slots} is smaller than the dataset's {len(tracks)} objects",
-            hint=f"use --n-objects auto or at least {len(tracks)}",
+            hint=f"use --n-objects auto, at least {len(tracks)}, or a higher --min-seen",
         )
     if slots > MAX_OBJECTS:
         raise UsageError(f"--n-objects {slots} is more than the {MAX_OBJECTS} slots the network supports")
@@ -78,16 +82,26 @@ def decode(dataset: Dataset, slots: list[dict], device: torch.device) -> Percept
     k = max(len(slots), 1)
     objects = dataset.objects.to_pydict()
     track_ids = np.asarray(objects["track_id"], dtype=np.int64)
+    _check_catalogued(dataset, track_ids)
     frame_rows = np.asarray(objects["frame_id"], dtype=np.int64)  # frame_id is the row of frames.parquet
     lookup = np.full(max(track_ids.max(initial=-1), max(slot_of_track, default=-1)) + 1, -1, dtype=np.int64)
     for track_id, slot in slot_of_track.items():
         lookup[track_id] = slot
     slot_rows = lookup[track_ids] if len(track_ids) else track_ids
     kept = slot_rows >= 0
+    if not kept.any():
+        raise InsightError(f"{dataset.path}: objects.parquet holds none of the {len(slots)} objects to learn",
+                           hint="segment the game again")
     frame_rows, slot_rows = frame_rows[kept], slot_rows[kept]
 
     def column(name):
-        return np.asarray(objects[name], dtype=np.float32)[kept]
+        """A box column of the kept rows; a NaN target would train a NaN network, so none passes."""
+        values = dataset.objects.column(name).to_numpy().astype(np.float32)[kept]  # nulls become NaN
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise InsightError(f"{dataset.path}: objects.parquet has a non-finite {name} in {bad.sum()} rows, "
+                               f"the first in frame {frame_rows[bad][0]}", hint="segment the game again")
+        return values
 
     frame_exists = np.zeros((frame_count, k), dtype=bool)
     frame_exists[frame_rows, slot_rows] = True
@@ -131,6 +145,16 @@ def decode(dataset: Dataset, slots: list[dict], device: torch.device) -> Percept
         test_rows=tensor(test_rows),
         frequency=tensor(frequency, torch.float32),
     )
+
+
+def _check_catalogued(dataset: Dataset, track_ids: np.ndarray) -> None:
+    """Every object must be one of dataset.json's tracks: the objects of a track missing there
+    would be dropped in silence, and a network trained on no objects."""
+    unknown = np.setdiff1d(track_ids, [entry["track_id"] for entry in dataset.meta["objects"]])
+    if len(unknown):
+        listed = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
+        raise InsightError(f"{dataset.path}: objects.parquet has track ids that dataset.json does not list ({listed})",
+                           hint="were the two files written by different runs? segment the game again")
 
 
 def shift_batch(

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import torch
 
+from insight_cli.files import atomic_path
 from insight_cli.pictures import mark_points, upscale, write_contact_sheet
 from insight_cli.pretrain.data import PerceptionData
 
@@ -35,4 +36,5 @@ def write_preview(path: Path, model, data: PerceptionData, dataset, objects: lis
             if present[index, slot]:
                 mark_points(canvas, predicted[index, slot][None], [objects[slot]["name"]], PREDICTED_COLOR)
         frames.append(canvas)
-    write_contact_sheet(path, frames)
+    with atomic_path(path) as temporary:
+        write_contact_sheet(temporary, frames)

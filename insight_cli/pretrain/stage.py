@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from insight_cli.checkpoint import load_checkpoint, save_checkpoint
+from insight_cli.checkpoint import check_weights, load_checkpoint, save_checkpoint
 from insight_cli.dataset import load_dataset
 from insight_cli.errors import InsightError, UsageError
-from insight_cli.files import ensure_writable
+from insight_cli.files import atomic_output, ensure_writable, write_atomically
 from insight_cli.games import get_game
 from insight_cli.perception.losses import PerceptionLosses, object_weights, perception_loss
-from insight_cli.perception.model import PerceptionConfig, PerceptionNet
+from insight_cli.perception.model import ENCODERS, PerceptionConfig, PerceptionNet
 from insight_cli.pretrain.data import PerceptionData, choose_slots, decode, shift_batch
 from insight_cli.pretrain.metrics import evaluate
 from insight_cli.progress import progress_bar
@@ -32,7 +33,9 @@ class PretrainConfig:
     lr: float = 3e-4
     weight_decay: float = 1e-4
     n_objects: str = "auto"  # "auto" or an integer K
+    min_seen: float = 0.0  # share of frames a track must be seen in to get a slot (0: every track)
     hidden: int = 2048
+    encoder: str = "insight"  # convolution stack (perception.model.ENCODERS)
     threshold: float = 0.5
     max_shift: int = 8  # pixels (of 84) the augmentation may translate a stack
     resume: bool = False
@@ -60,6 +63,10 @@ def _validate(config: PretrainConfig) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
     if config.lr <= 0:
         raise UsageError(f"--lr must be positive, got {config.lr}")
+    if not 0 <= config.min_seen <= 1:
+        raise UsageError(f"--min-seen must be a share between 0 and 1, got {config.min_seen}")
+    if config.encoder not in ENCODERS:
+        raise UsageError(f"--encoder must be one of {', '.join(ENCODERS)}, got {config.encoder!r}")
     if config.n_objects != "auto" and not str(config.n_objects).isdigit():
         raise UsageError(f"--n-objects must be auto or a positive integer, got {config.n_objects!r}")
 
@@ -74,10 +81,11 @@ def run(config: PretrainConfig) -> PretrainResult:
     ensure_writable(out)
     device = resolve_device(config.device)
     seed_everything(config.seed)
-    slots = choose_slots(dataset, config.n_objects)
+    slots = choose_slots(dataset, config.n_objects, config.min_seen)
     data = decode(dataset, slots, device)
-    model_config = PerceptionConfig(n_objects=max(len(slots), 1), hidden=config.hidden, threshold=config.threshold)
+    model_config = PerceptionConfig(max(len(slots), 1), config.hidden, config.threshold, config.encoder)
     model = PerceptionNet(model_config).to(device)
+    model.encoder.set_background(data.frames[1:])  # a resumed run loads the same one
     # Fused Adam: 4x quicker than the default per-tensor loops on the 58M-weight projection.
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     weights = object_weights(data.frequency)
@@ -108,6 +116,7 @@ def run(config: PretrainConfig) -> PretrainResult:
             record = {"epoch": epoch + 1, **{f"train_{k}": v for k, v in train_losses.items()}, **metrics}
             history.append(record)
             progress.console.print(_epoch_line(record))
+            _stop_if_diverged(model, record)
             if best is None or metrics["test_loss"] < best["test_loss"]:
                 best = record
                 save_checkpoint(out, "perception", {**asdict(model_config), "training": _plain(config)},
@@ -147,11 +156,22 @@ def _resume(last_path: Path, model, optimizer, generator, meta) -> tuple[list, i
     state = load_checkpoint(last_path, kind="perception-resume")
     if state.meta["dataset_fingerprint"] != meta["dataset_fingerprint"]:
         raise InsightError(f"--resume: {last_path} was trained on another dataset", hint="start without --resume")
+    check_weights(last_path, model.state_dict(), state.state["model"])
     model.load_state_dict(state.state["model"])
     optimizer.load_state_dict(state.state["optimizer"])
     generator.set_state(state.state["generator"])
     history = state.meta["history"]
     return history, len(history), state.meta["best"]
+
+
+def _stop_if_diverged(model, record: dict) -> None:
+    """Stop before saving once the loss or the weights are not finite: they stay so from there on."""
+    losses = record["train_total"], record["test_loss"]
+    if all(map(math.isfinite, losses)) and all(bool(parameter.isfinite().all()) for parameter in model.parameters()):
+        return
+    raise InsightError(f"pretraining diverged in epoch {record['epoch']} (train loss {losses[0]:.4g}, test loss "
+                       f"{losses[1]:.4g}); nothing of this epoch was saved",
+                       hint="lower --lr, or check the dataset's boxes")
 
 
 def _plain(config: PretrainConfig) -> dict:
@@ -173,10 +193,11 @@ def _write_reports(out: Path, history, model, data, dataset, meta) -> None:
 
     from insight_cli.pretrain.preview import write_preview
 
-    pq.write_table(pa.Table.from_pylist(history), out.with_name(out.stem + ".metrics.parquet"))
+    with atomic_output(out.with_name(out.stem + ".metrics.parquet")) as stream:
+        pq.write_table(pa.Table.from_pylist(history), stream)
     best = load_checkpoint(out, kind="perception")
     model.load_state_dict(best.state["model"])
     result = {"checkpoint": str(out), "best": best.meta["metrics"], "epochs": len(history), "objects": meta["objects"]}
-    out.with_name(out.stem + ".json").write_text(json.dumps(result, indent=2))
+    write_atomically(out.with_name(out.stem + ".json"), json.dumps(result, indent=2))
     write_preview(out.with_name(out.stem + ".preview.png"), model, data, dataset, meta["objects"])
 

@@ -3,9 +3,12 @@ overrides from a small TOML file."""
 
 from __future__ import annotations
 
+import re
 import tomllib
+from collections import Counter
 from pathlib import Path
 
+from insight_cli.dataset import is_object_name
 from insight_cli.errors import InsightError
 from insight_cli.games import GameSpec, ObjectSpec
 
@@ -33,10 +36,20 @@ def match_object(
     return None
 
 
-def load_name_overrides(path: Path | None) -> dict[str, str]:
+def default_names(game: GameSpec) -> re.Pattern:
+    """The names segment gives objects before overrides: a catalogued object that appears once
+    (`ball`), numbered instances of the others (`alien1`), `obj<id>` for the uncatalogued."""
+    singles = [re.escape(obj.name) for obj in game.objects if obj.max_count == 1]
+    several = [re.escape(obj.name) for obj in game.objects if obj.max_count > 1]
+    alternatives = ["obj\\d+", *singles] + ([f"(?:{'|'.join(several)})\\d+"] if several else [])
+    return re.compile("|".join(alternatives))
+
+
+def load_name_overrides(path: Path | None, game: GameSpec) -> dict[str, str]:
     """A TOML file mapping default names to the names wanted, e.g. `obj7 = "bullet"`.
 
-    Keys may sit at the top level or under a [names] table; values must be identifiers.
+    Keys may sit at the top level or under a [names] table and must be names segment gives
+    (see default_names); values must be ASCII identifiers that no other object has.
     """
     if path is None:
         return {}
@@ -44,12 +57,40 @@ def load_name_overrides(path: Path | None) -> dict[str, str]:
         data = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
         raise InsightError(f"names file {path} does not exist") from None
+    except IsADirectoryError:
+        raise InsightError(f"names file {path} is a directory", hint="pass a TOML file such as names.toml") from None
+    except OSError as error:
+        raise InsightError(f"cannot read names file {path}: {error.strerror}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise InsightError(f"names file {path} is not valid TOML: {error}") from None
-    overrides = data.get("names", data)
+    if isinstance(data.get("names"), dict):
+        if len(data) > 1:
+            raise InsightError(f"names file {path} has names both under [names] and outside it",
+                               hint="put them all under [names]")
+        data = data["names"]
+    return _checked(data, game, f"names file {path}")
+
+
+def _checked(overrides: dict, game: GameSpec, where: str) -> dict[str, str]:
+    """The overrides, if every key is a name segment gives and every value a new, unique name."""
+    defaults = default_names(game)
     for old, new in overrides.items():
-        if not isinstance(new, str) or not new.isidentifier():
-            raise InsightError(
-                f"names file {path}: {old} = {new!r} is not a valid name", hint="use letters, digits and _"
-            )
+        if not defaults.fullmatch(old):
+            raise InsightError(f"{where}: {game.name} has no object named {old!r} to rename",
+                               hint=f"rename one of {_listed(game)}")
+        if not is_object_name(new):
+            raise InsightError(f"{where}: {old} = {new!r} is not a valid name",
+                               hint="use ASCII letters, digits and _, not starting with a digit")
+        if defaults.fullmatch(new) and new not in overrides:
+            raise InsightError(f"{where}: {old} = {new!r} is the name of another object",
+                               hint="choose a name no other object has")
+    repeated = [new for new, count in Counter(overrides.values()).items() if count > 1]
+    if repeated:
+        raise InsightError(f"{where} gives more than one object the name {repeated[0]!r}",
+                           hint="every object needs its own name")
     return dict(overrides)
+
+
+def _listed(game: GameSpec) -> str:
+    names = [obj.name if obj.max_count == 1 else f"{obj.name}1, {obj.name}2, ..." for obj in game.objects]
+    return ", ".join([*names, "obj<id> (the ids in dataset.json)"])

@@ -89,11 +89,23 @@ def check_recording(path: Path) -> None:
 
 
 def _png_frames(folder: Path) -> Iterator[np.ndarray]:
+    """The folder's frames in name order; all must have the size of the first (a recording)."""
+    first = None
     for file in sorted(folder.glob("*.png")):
         image = cv2.imread(str(file), cv2.IMREAD_COLOR)
         if image is None:
             raise InsightError(f"cannot read {file} as an image")
+        first = first or (file, image.shape)
+        if image.shape != first[1]:
+            raise InsightError(
+                f"--input frames differ in size: {file.name} is {_size(image.shape)}, {first[0].name} is {_size(first[1])}",
+                hint="give frames of one recording, all one size",
+            )
         yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return f"{shape[1]}x{shape[0]}"
 
 
 def _video_frames(path: Path) -> Iterator[np.ndarray]:

@@ -10,17 +10,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from insight_cli.dataset import DatasetWriter
+from insight_cli.dataset import DatasetWriter, check_replaceable
 from insight_cli.errors import UsageError
 from insight_cli.games import GameSpec, get_game
 from insight_cli.pictures import annotate, write_contact_sheet, write_video
 from insight_cli.progress import progress_bar
+from insight_cli.runtime import Device, resolve_device
 from insight_cli.segment.naming import load_name_overrides
 from insight_cli.segment.simulator import SimulatorObjects
 from insight_cli.segment.sources import check_recording, play, read_recording
 from insight_cli.segment.tracking import Tracker
 
 BACKENDS = ("auto", "classic", "fastsam", "sam", "simulator")
+MAX_FRAMES = 10_000_000  # about 100 GB of frames; more is a slip of the keyboard, not a dataset
 PREVIEW_VIDEO_FRAMES = 300
 CONTACT_SHEET_FRAMES = 16
 # Frames are flat-coloured: fast zlib without PNG row filters is 4x quicker and as small.
@@ -37,6 +39,7 @@ class SegmentConfig:
     policy: Path | None = None  # a run.ckpt whose neural actor plays instead of a random policy
     names: Path | None = None  # TOML file of name overrides
     out: Path | None = None  # default: data/<Game>/dataset
+    force: bool = False  # replace `out` even if it is not an insight dataset
     seed: int = 0
     device: str = "auto"
     background_frames: int = 256  # frames the classic backend's background model is fitted on
@@ -68,7 +71,6 @@ def make_segmenter(config: SegmentConfig, game: GameSpec, sample_frames: np.ndar
         from insight_cli.segment.classic import ClassicSegmenter
 
         return ClassicSegmenter(game).fit(sample_frames)
-    from insight_cli.runtime import resolve_device
     from insight_cli.segment import foundation
 
     device = resolve_device(config.device)
@@ -82,7 +84,6 @@ def _agent_policy(config: SegmentConfig, game: GameSpec):
     or (continuous games) tanh of a Gaussian sample, from the training view and the ego state."""
     import torch
 
-    from insight_cli.runtime import resolve_device
     from insight_cli.train.agent import load_agent
 
     device = resolve_device(config.device)
@@ -102,8 +103,8 @@ def _agent_policy(config: SegmentConfig, game: GameSpec):
 
 
 def run(config: SegmentConfig) -> SegmentResult:
-    if config.frames < 1:
-        raise UsageError(f"--frames must be at least 1, got {config.frames}")
+    if not 1 <= config.frames <= MAX_FRAMES:
+        raise UsageError(f"--frames must be between 1 and {MAX_FRAMES:,}, got {config.frames:,}")
     if config.backend not in BACKENDS:
         raise UsageError(f"unknown backend {config.backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
     game = get_game(config.game)
@@ -114,8 +115,11 @@ def run(config: SegmentConfig) -> SegmentResult:
                          hint="use classic, fastsam or sam")
     if backend == "simulator" and config.input is not None:
         raise UsageError("a recording has no simulator objects", hint="use --backend classic, fastsam or sam with --input")
-    overrides = load_name_overrides(config.names)
+    if Device(config.device) is Device.cuda:
+        resolve_device(config.device)  # refuse a missing GPU before any work, as every verb does
+    overrides = load_name_overrides(config.names, game)
     out = Path(config.out) if config.out else default_dataset_path(game.name)
+    check_replaceable(out, config.force)
     if config.input is not None and config.policy is not None:
         raise UsageError("--input and --policy exclude each other: a recording has no one to play")
     if config.input is not None:
@@ -157,7 +161,7 @@ def run(config: SegmentConfig) -> SegmentResult:
     contact_every = max(1, config.frames // CONTACT_SHEET_FRAMES)
     video, sheet = [], []
     start = time.perf_counter()
-    with DatasetWriter(out, meta) as writer, progress_bar("frames") as progress:
+    with DatasetWriter(out, meta, replace=config.force) as writer, progress_bar("frames") as progress:
         task = progress.add_task(f"segment {game.name}", total=config.frames)
         for frame in itertools.chain(head, frames):
             detections, track_ids, names = label(frame)

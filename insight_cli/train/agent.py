@@ -138,23 +138,24 @@ class Agent(nn.Module):
 
 def load_agent(path, device: torch.device, game_name: str | None = None, require_eql: bool = False):
     """The agent of a `run.ckpt`, on `device` and in eval mode, with its checkpoint."""
-    from insight_cli.checkpoint import load_checkpoint
+    from insight_cli.checkpoint import check_sizes, check_weights, expected_weights, load_checkpoint
     from insight_cli.errors import InsightError
 
     checkpoint = load_checkpoint(path, kind="run")
     if game_name is not None and checkpoint.meta["game"] != game_name:
         raise InsightError(f"{path} plays {checkpoint.meta['game']}, not {game_name}", hint="check --game")
+    dims = checkpoint.meta["agent"]
+    check_sizes(path, dims, ("n_objects", "hidden", "n_actions", "n_layers", "n_funcs"))
+    check_sizes(path, {"state_size": 0, **dims}, ("state_size",), least=0)
+    config = AgentConfig(
+        PerceptionConfig.from_dict(dims), dims["n_actions"], dims["n_layers"], dims["n_funcs"],
+        dims.get("continuous", False), dims.get("state_size", 0),
+    )
     state = checkpoint.state["agent"]
+    check_weights(path, expected_weights(path, lambda: Agent(config)), state, optional="eql.")
     if require_eql and not any(key.startswith("eql.") for key in state):
         raise InsightError(f"{path} is a run without an EQL actor, so it has no equations",
                            hint="train one with `insight train` (it always trains an EQL actor)")
-    dims = checkpoint.meta["agent"]
-    config = AgentConfig(
-        PerceptionConfig(dims["n_objects"], dims["hidden"], dims["threshold"]), dims["n_actions"], dims["n_layers"],
-        dims["n_funcs"], dims.get("continuous", False), dims.get("state_size", 0),
-    )
     agent = Agent(config)
-    missing, unexpected = agent.load_state_dict(state, strict=False)
-    if unexpected or any(not key.startswith("eql.") for key in missing):
-        raise InsightError(f"{path} holds weights that do not fit its agent description", hint="is the file damaged?")
+    agent.load_state_dict(state, strict=False)  # a run without an EQL actor lacks only "eql." weights (checked)
     return agent.to(device).eval(), checkpoint

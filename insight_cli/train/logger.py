@@ -9,6 +9,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from insight_cli.files import atomic_output
+
 
 class MetricsLogger:
     """Rows of scalars keyed by env step. Only rank 0 writes; other ranks keep nothing."""
@@ -36,8 +38,10 @@ class MetricsLogger:
             return
         columns = sorted({key for row in self.rows for key in row} - {"step"})
         table = pa.Table.from_pylist([{"step": row["step"], **{c: row.get(c) for c in columns}} for row in self.rows])
-        pq.write_table(table, self.run_dir / "metrics.parquet")
-        pacsv.write_csv(table, self.run_dir / "metrics.csv")
+        with atomic_output(self.run_dir / "metrics.parquet") as stream:
+            pq.write_table(table, stream)
+        with atomic_output(self.run_dir / "metrics.csv") as stream:
+            pacsv.write_csv(table, stream)
 
     def learning_curve(self, path: Path) -> None:
         """Episode returns of the training (neural) actor and the evaluated EQL actor over env steps."""
@@ -59,7 +63,8 @@ class MetricsLogger:
             axis.legend()
         axis.grid(alpha=0.3)
         figure.tight_layout()
-        figure.savefig(path, dpi=100)
+        with atomic_output(path) as stream:
+            figure.savefig(stream, dpi=100, format="png")
         plt.close(figure)
 
     def close(self) -> None:

@@ -4,6 +4,8 @@ checkpoints, resume and data-parallel ranks (DESIGN §4)."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import time
 from collections import deque
@@ -20,7 +22,7 @@ from insight_cli.dataset import load_dataset
 from insight_cli.envs import make_vector_env
 from insight_cli.errors import InsightError, UsageError
 from insight_cli.evaluate.episodes import agent_actor, ego_states, play_episodes
-from insight_cli.files import ensure_writable
+from insight_cli.files import ensure_writable, process_alive, write_atomically
 from insight_cli.games import get_game
 from insight_cli.perception.losses import object_weights, perception_loss
 from insight_cli.perception.model import PerceptionConfig, PerceptionOutput
@@ -36,6 +38,10 @@ from insight_cli.train.ppo import PpoSettings, Rollout, compute_gae, ppo_update
 PERCEPTION_BATCH = 32
 CENTRE_FRAMES = 1024  # dataset stacks the heads' feature centre is the mean over
 CNN_WEIGHT_DECAY = 1e-4
+MAX_ENVS = 1024
+UNCHECKED_ON_RESUME = ("resume", "run_name", "force")
+LOCK = ".train.lock"  # in the run folder while a train writes it: the writer's pid
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 
 
 @dataclass
@@ -64,6 +70,7 @@ class TrainConfig:
     runs_dir: Path | None = None  # default: data/<Game>/runs
     run_name: str | None = None  # default: a timestamp; with resume, the latest run
     resume: bool = False
+    force: bool = False  # replace a run that already exists under --run-name
     eval_episodes: int = 10
     eval_every: float = 0.01  # fraction of training between evaluations and checkpoints
     hidden: int = 2048  # perception width when not loading a CNN
@@ -81,9 +88,11 @@ class TrainResult:
 
 
 class _Stop:
-    """Ctrl-C asks the loop to finish the update it is in, save, and exit; a second one aborts."""
+    """Ctrl-C or SIGTERM (a scheduler's or `kill`'s stop) asks the loop to finish the update it
+    is in, save, and exit; a second one aborts."""
 
     requested = False
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     @classmethod
     @contextmanager
@@ -97,14 +106,15 @@ class _Stop:
             console.print("[yellow]interrupt: finishing this update, then saving a resumable checkpoint[/]")
 
         try:
-            previous = signal.signal(signal.SIGINT, handler)
+            previous = [signal.signal(number, handler) for number in cls.SIGNALS]
         except ValueError:  # not the main thread: no handler
             yield
             return
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for number, handler_before in zip(cls.SIGNALS, previous):
+                signal.signal(number, handler_before)
 
 
 def _validate(config: TrainConfig) -> None:
@@ -113,11 +123,24 @@ def _validate(config: TrainConfig) -> None:
         if getattr(config, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
     for name in ("lr", "eval_every"):
-        if not getattr(config, name) > 0:
+        if not getattr(config, name) > 0:  # also refuses nan
             raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
     for name in ("reg_weight", "cnn_loss_weight", "distill_weight", "eval_episodes", "clip_coef", "kl_coef"):
-        if getattr(config, name) < 0:
+        if not getattr(config, name) >= 0:
             raise UsageError(f"--{name.replace('_', '-')} must not be negative, got {getattr(config, name)}")
+    for name in ("lr", "reg_weight", "cnn_loss_weight", "distill_weight", "clip_coef", "kl_coef"):
+        if not np.isfinite(getattr(config, name)):
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number, got {getattr(config, name)}")
+    if config.eval_every > 1:
+        raise UsageError(f"--eval-every is a fraction of training, at most 1, got {config.eval_every}")
+    if config.num_envs > MAX_ENVS:
+        raise UsageError(f"--num-envs {config.num_envs} is more than {MAX_ENVS}", hint="each env is an emulator in memory")
+    if config.total_steps < config.num_envs * config.num_steps:
+        raise UsageError(f"--total-steps {config.total_steps} is less than one rollout "
+                         f"(--num-envs x --num-steps = {config.num_envs * config.num_steps})")
+    if config.run_name is not None and not RUN_NAME.fullmatch(config.run_name):
+        raise UsageError(f"--run-name {config.run_name!r} is not a plain folder name",
+                         hint="letters, digits, '.', '_' and '-'; runs live under --runs-dir")
     if not 0 < config.threshold < 1:
         raise UsageError(f"--threshold must be between 0 and 1, got {config.threshold}")
     if config.freeze_cnn and not config.load_cnn:
@@ -151,17 +174,50 @@ def run(config: TrainConfig) -> TrainResult:
         device = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(device)
     try:
-        return _train(config, game, device, ranks)
+        run_dir = _run_dir(config, game.name)
+        with _claimed(run_dir, config, ranks.main):
+            return _train(config, game, device, ranks, run_dir)
     finally:
         distributed.shutdown(ranks)
 
 
-def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.Ranks) -> TrainResult:
+@contextmanager
+def _claimed(run_dir: Path, config: TrainConfig, main: bool):
+    """Hold `run_dir` for this train: refuse a run that exists (unless resumed or --force) and
+    one another train is writing (a lock file naming its pid); remove the folder again if the
+    train fails before saving anything in it."""
+    if not main:
+        yield
+        return
+    if (run_dir / "run.ckpt").exists() and not (config.resume or config.force):
+        raise InsightError(f"{run_dir} already holds a run",
+                           hint="--resume continues it, --force replaces it, or choose another --run-name")
+    ensure_writable(run_dir / "run.ckpt")
+    existed = run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK
+    try:
+        descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        owner = lock.read_text().strip()
+        if owner.isdigit() and process_alive(int(owner)):
+            raise InsightError(f"another insight train (pid {owner}) is writing {run_dir}",
+                               hint="wait for it, or choose another --run-name") from None
+        lock.unlink(missing_ok=True)  # its train was killed
+        descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    with os.fdopen(descriptor, "w") as stream:
+        stream.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        if not existed and not any(run_dir.iterdir()):
+            run_dir.rmdir()
+
+
+def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.Ranks, run_dir: Path) -> TrainResult:
     game_dir = Path("data") / game.name
-    run_dir = _run_dir(config, game.name)
     checkpoint_path = run_dir / "run.ckpt"
-    if ranks.main:
-        ensure_writable(checkpoint_path)
     seed_everything(config.seed + ranks.rank)
 
     # Perception: the dataset fixes the object slots; a pretrained CNN must match them.
@@ -182,9 +238,8 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
                 hint="pretrain again on this dataset, or pass the matching --dataset",
             )
         slots = [{"track_id": o["track_id"], "name": o["name"]} for o in pretrained.meta["objects"]]
-        perception_config = PerceptionConfig(
-            n_objects=pretrained.config["n_objects"], hidden=pretrained.config["hidden"], threshold=config.threshold
-        )
+        perception_config = PerceptionConfig(pretrained.config["n_objects"], pretrained.config["hidden"], config.threshold,
+                                             pretrained.config.get("encoder", "insight"))
         perception_state = pretrained.state["model"]
     data = decode(dataset, slots, device)
     weights = object_weights(data.frequency)
@@ -195,6 +250,8 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
     agent = Agent(agent_config).to(device)
     if perception_state is not None:
         agent.perception.load_state_dict(perception_state)
+    elif not config.resume:
+        agent.perception.encoder.set_background(data.frames[1:])
     if not config.resume:  # a resumed run loads its own centre
         agent.centre_features(data.batch(_spread(data.train_rows, CENTRE_FRAMES))[0])
     distributed.broadcast_parameters(agent, ranks)
@@ -223,6 +280,7 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
         "dataset_fingerprint": dataset.meta["fingerprint"],
         "frame_shape": dataset.meta.get("frame_shape"),
         "agent": {"n_objects": perception_config.n_objects, "hidden": perception_config.hidden,
+                  "encoder": perception_config.encoder,
                   "threshold": config.threshold, "n_actions": agent_config.n_actions,
                   "n_layers": config.n_layers, "n_funcs": config.n_funcs, "continuous": game.continuous,
                   "state_size": state_size},
@@ -265,8 +323,10 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
         return perception_loss(agent.perception(stacks), targets, weights).total
 
     def save(update: int) -> None:
-        """run.ckpt holds what the later stages need (the agent); run.resume.ckpt, written first,
-        the optimizer, RNG and env state that only --resume needs."""
+        """run.ckpt holds what the later stages need (the agent); run.resume.<update>.ckpt,
+        written first, the optimizer, RNG and env state that only --resume needs. The resume
+        file of the update before is removed only once run.ckpt is replaced, so a kill at any
+        instant leaves a run.ckpt with its own resume file."""
         if not ranks.main:
             return
         run_meta = {**meta, "global_step": global_step, "update": update, "num_updates": num_updates, "last_eval": last_eval}
@@ -284,8 +344,12 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
             "last_eval": last_eval,
             "rows": logger.rows,
         }
-        save_checkpoint(_resume_path(checkpoint_path), "run-resume", _plain(config), run_meta, resume_state)
+        resume_path = _resume_path(checkpoint_path, update)
+        save_checkpoint(resume_path, "run-resume", _plain(config), run_meta, resume_state)
         save_checkpoint(checkpoint_path, "run", _plain(config), run_meta, {"agent": agent.state_dict()})
+        for stale in run_dir.glob("run.resume.*.ckpt"):
+            if stale != resume_path:
+                stale.unlink(missing_ok=True)
 
     recent_returns: deque[float] = deque(maxlen=20)  # the last finished training episodes
     started, steps_at_start, steps_per_second = time.perf_counter(), global_step, 0.0
@@ -359,7 +423,7 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
         summary = {"checkpoint": str(checkpoint_path), "global_step": global_step, "updates": update,
                    "num_updates": num_updates, "steps_per_second": steps_per_second, "last_eval": last_eval,
                    "world_size": ranks.world_size, "ranks_in_sync": in_sync, "interrupted": _Stop.requested}
-        (run_dir / "result.json").write_text(json.dumps(summary, indent=2))
+        write_atomically(run_dir / "result.json", json.dumps(summary, indent=2))
     logger.close()
     env.close()
     if _Stop.requested:
@@ -394,21 +458,25 @@ def _spread(rows: torch.Tensor, count: int) -> torch.Tensor:
     return rows[torch.linspace(0, len(rows) - 1, min(count, len(rows)), device=rows.device).long()]
 
 
-def _resume_path(checkpoint_path: Path) -> Path:
-    return checkpoint_path.with_name("run.resume.ckpt")
+def _resume_path(checkpoint_path: Path, update: int) -> Path:
+    return checkpoint_path.with_name(f"run.resume.{update}.ckpt")
 
 
 def _restore(checkpoint_path: Path, config, agent, optimizer, generator, env, meta) -> dict:
     checkpoint = load_checkpoint(checkpoint_path, kind="run")
-    saved = {key: value for key, value in checkpoint.config.items() if key not in ("resume", "run_name")}
-    now = {key: value for key, value in _plain(config).items() if key not in ("resume", "run_name")}
+    saved = {key: value for key, value in checkpoint.config.items() if key not in UNCHECKED_ON_RESUME}
+    now = {key: value for key, value in _plain(config).items() if key not in UNCHECKED_ON_RESUME}
     changed = sorted(key for key in now if saved.get(key) != now[key])
     if changed:
         raise InsightError(f"--resume: {checkpoint_path} was trained with other settings ({', '.join(changed)})",
                            hint="resume with the same options")
-    resume = load_checkpoint(_resume_path(checkpoint_path), kind="run-resume").state
+    resume_path = _resume_path(checkpoint_path, checkpoint.meta["update"])
+    if not resume_path.exists():
+        raise InsightError(f"--resume: {resume_path}, the resume state of {checkpoint_path}, is missing",
+                           hint="it holds the optimizer and RNG state; without it, start again with --force")
+    resume = load_checkpoint(resume_path, kind="run-resume").state
     if resume["update"] != checkpoint.meta["update"]:
-        raise InsightError(f"--resume: {_resume_path(checkpoint_path)} does not belong to {checkpoint_path}",
+        raise InsightError(f"--resume: {resume_path} does not belong to {checkpoint_path}",
                            hint="both are written by the same save; was one of them copied or replaced?")
     agent.load_state_dict(checkpoint.state["agent"])
     optimizer.load_state_dict(resume["optimizer"])

@@ -1,15 +1,22 @@
 import json
+import socket
 import threading
 import time
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import pytest
+from support import toward_the_ball
 from typer.testing import CliRunner
 
 from insight_cli.cli import app
 from insight_cli.errors import InsightError, UsageError
+from insight_cli.explain.backends import OpenAIBackend
 from insight_cli.explain.stage import ExplainConfig, run
+from insight_cli.extract_policy.export import policy_document, write_exports
+from insight_cli.extract_policy.symbolic import Interface, variables_for
+from insight_cli.extract_policy.symbolic import extract as extract_policy
 
 runner = CliRunner()
 
@@ -61,16 +68,25 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server():
-    FakeOpenAI.requests, FakeOpenAI.failures, FakeOpenAI.delay = [], 0, 0.0
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+@contextmanager
+def serving(handler):
+    """An HTTP server on a free local port, answering with `handler`: its /v1 URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.handle_error = lambda request, address: None  # a client that timed out closed its end: expected
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    FakeOpenAI.requests, FakeOpenAI.failures, FakeOpenAI.delay = [], 0, 0.0
+    with serving(FakeOpenAI) as url:
+        yield url
 
 
 def test_offline_explanation_is_complete_and_faithful(catch_run, tmp_path):
@@ -155,3 +171,58 @@ def test_cli(catch_run, tmp_path):
     assert "faithfulness:" in result.output and "The policy gives every action a logit" in result.output
     result = runner.invoke(app, ["explain", str(catch_run), "--temperature", "5"])
     assert result.exit_code == 2
+
+
+def test_a_policy_of_other_objects_is_refused(catch_run, tmp_path):
+    objects, actions = ["ball", "paddle", "bullet"], ["NOOP", "RIGHT", "LEFT"]
+    interface = Interface(variables_for(objects), actions)
+    policy = extract_policy(toward_the_ball(objects, 0.0), interface, threshold=0.01, digits=3)
+    write_exports(tmp_path, policy, policy_document(policy, "Catch", {}, objects, {"run": "other.ckpt", "fidelity": {},
+                                                                                    "returns": {}}))
+    result = runner.invoke(app, ["explain", str(catch_run), "--policy", str(tmp_path / "policy.json"), "--out",
+                                 str(tmp_path / "out"), "--device", "cpu"])
+    assert result.exit_code == 1 and "another game, object set" in result.output
+    assert len(result.output.strip().splitlines()) <= 2 and not (tmp_path / "out").exists()
+
+
+class NotAnApi(BaseHTTPRequestHandler):
+    """Status 200 with `body` of `content_type` for every POST: what a wrong --base-url may serve."""
+
+    content_type, body = "application/json", b""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", self.content_type)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("content_type, body", [
+    ("application/json", b"{not json"),
+    ("text/html", b"<html><body>It works!</body></html>"),
+    ("application/json", b'{"choices": "x"}'),
+])
+def test_a_server_that_is_no_chat_api_is_one_line(monkeypatch, content_type, body):
+    monkeypatch.setenv("OPENAI_API_KEY", "good-key")
+    monkeypatch.setattr(NotAnApi, "content_type", content_type)
+    monkeypatch.setattr(NotAnApi, "body", body)
+    with serving(NotAnApi) as url:
+        backend = OpenAIBackend("fake-model", url, temperature=0.0, timeout=5.0, retries=0)
+        with pytest.raises(InsightError, match="did not answer like an OpenAI-compatible chat API"):
+            backend.chat([{"role": "user", "content": "hello"}])
+
+
+def test_a_dead_server_is_reported_at_once(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "good-key")
+    with socket.socket() as closed:  # a free port: nothing listens there once it is closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    started = time.perf_counter()
+    with pytest.raises(InsightError, match=r"cannot reach the LLM server at \S+ \(Connection refused\)"):
+        OpenAIBackend("fake-model", f"http://127.0.0.1:{port}/v1", temperature=0.0, timeout=60.0, retries=3)
+    assert time.perf_counter() - started < 1  # the client's own retries with backoff took 3 s and more

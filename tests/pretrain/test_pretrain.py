@@ -1,15 +1,26 @@
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
+from test_checkpoint import perception_checkpoint
 from typer.testing import CliRunner
 
 from insight_cli.checkpoint import load_checkpoint
 from insight_cli.cli import app
+from insight_cli.dataset import load_dataset
 from insight_cli.errors import InsightError, UsageError
 from insight_cli.perception.losses import PerceptionTargets
-from insight_cli.pretrain.data import shift_batch
+from insight_cli.perception.model import PerceptionConfig, PerceptionNet
+from insight_cli.pretrain import preview
+from insight_cli.pretrain.data import choose_slots, decode, shift_batch
 from insight_cli.pretrain.metrics import average_precision, f1_score
-from insight_cli.pretrain.stage import PretrainConfig, run
+from insight_cli.pretrain.stage import PretrainConfig, _stop_if_diverged, run
 from insight_cli.segment.stage import SegmentConfig
 from insight_cli.segment.stage import run as segment
 
@@ -72,6 +83,7 @@ def test_checkpoint_and_reports(catch_dataset, tmp_path):
     assert len(result.history) == 2 and result.best_epoch in (1, 2)
     for suffix in (".metrics.parquet", ".json", ".preview.png"):
         assert (tmp_path / f"perception{suffix}").stat().st_size > 0
+    assert not list(tmp_path.glob(".*"))  # no temporaries left
 
 
 def test_resume_continues_exactly(catch_dataset, tmp_path):
@@ -108,6 +120,87 @@ def test_cli_pretrain(catch_dataset, tmp_path):
     assert bad.exit_code == 2 and "smaller than" in bad.output
 
 
+def with_objects(dataset, path, change):
+    """A copy of `dataset` at `path` whose objects.parquet columns `change` rewrote in place."""
+    shutil.copytree(dataset, path)
+    table = pq.read_table(path / "objects.parquet")
+    columns = table.to_pydict()
+    change(columns)
+    pq.write_table(pa.Table.from_pydict(columns, schema=table.schema), path / "objects.parquet")
+    return path
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), None])
+def test_non_finite_boxes_are_refused_before_training_and_leave_no_folder(catch_dataset, tmp_path, value):
+    dataset = with_objects(catch_dataset, tmp_path / "dataset", lambda columns: columns["cx"].__setitem__(5, value))
+    with pytest.raises(InsightError, match="objects.parquet has a non-finite cx in 1 rows"):
+        run(tiny(dataset, tmp_path / "out" / "p.ckpt"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_objects_of_tracks_the_catalogue_lacks_are_refused(catch_dataset, tmp_path):
+    def renumber(columns):
+        columns["track_id"] = [track_id + 10 for track_id in columns["track_id"]]
+
+    dataset = with_objects(catch_dataset, tmp_path / "dataset", renumber)
+    with pytest.raises(InsightError, match=r"track ids that dataset.json does not list \(10, 11\)"):
+        run(tiny(dataset, tmp_path / "p.ckpt"))
+
+
+def test_a_dataset_without_objects_in_its_frames_is_refused(catch_dataset, tmp_path):
+    def empty(columns):
+        for values in columns.values():
+            values.clear()
+
+    dataset = with_objects(catch_dataset, tmp_path / "dataset", empty)
+    with pytest.raises(InsightError, match="objects.parquet holds none of the 2 objects to learn"):
+        run(tiny(dataset, tmp_path / "p.ckpt"))
+
+
+def test_a_diverged_epoch_stops_pretraining_before_it_is_saved():
+    model, record = torch.nn.Linear(2, 2), {"epoch": 3, "train_total": 0.5, "test_loss": 0.4}
+    _stop_if_diverged(model, record)
+    with pytest.raises(InsightError, match=r"diverged in epoch 3 \(train loss inf, test loss 0.4\)"):
+        _stop_if_diverged(model, {**record, "train_total": float("inf")})
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(InsightError, match="diverged in epoch 3"):
+        _stop_if_diverged(model, record)
+
+
+def test_an_out_directory_is_refused_before_training(catch_dataset, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "insight_cli", "pretrain", "--game", "Catch", "--dataset", str(catch_dataset),
+         "--out", str(tmp_path), "--epochs", "1", "--device", "cpu"], capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1 and "epoch" not in result.stdout
+    assert result.stderr == f"error: cannot write {tmp_path}: it is a directory (give the name of the file to write)\n"
+
+
+def test_train_refuses_a_perception_checkpoint_with_non_finite_weights(catch_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    poisoned = torch.full((8,), float("nan"))
+    path = perception_checkpoint(tmp_path / "p.ckpt", weights={"encoder.project.2.weight": poisoned})
+    result = runner.invoke(app, ["train", "--game", "Catch", "--load-cnn", "--perception", str(path),
+                                 "--dataset", str(catch_dataset), "--device", "cpu"])
+    assert result.exit_code == 1 and "non-finite weights (encoder.project.2.weight)" in result.output
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_an_interrupted_preview_leaves_no_partial_picture(catch_dataset, tmp_path, monkeypatch):
+    def interrupted(path, frames):
+        Path(path).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(preview, "write_contact_sheet", interrupted)
+    dataset = load_dataset(catch_dataset)
+    slots = choose_slots(dataset, "auto")
+    model = PerceptionNet(PerceptionConfig(n_objects=len(slots), hidden=8))
+    with pytest.raises(KeyboardInterrupt):
+        preview.write_preview(tmp_path / "p.preview.png", model, decode(dataset, slots, torch.device("cpu")), dataset, slots)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_tiny_pretrain_on_catch_learns_where_the_objects_are(tmp_path):
     """About 450 gradient steps: coordinates go from guessing to a few pixels, existence is right."""
@@ -116,3 +209,27 @@ def test_tiny_pretrain_on_catch_learns_where_the_objects_are(tmp_path):
     first, best = result.history[0], result.metrics
     assert best["mae_x100"] < 7 and best["mae_x100"] < 0.4 * first["mae_x100"]
     assert best["existence_ap"] > 0.95
+
+
+def test_the_cpu_presets_perception_options_reach_the_checkpoint(catch_dataset, tmp_path):
+    result = run(tiny(catch_dataset, tmp_path / "p.ckpt", epochs=1, encoder="nature", hidden=24, min_seen=0.5))
+    checkpoint = load_checkpoint(result.checkpoint, kind="perception")
+    assert checkpoint.config["encoder"] == "nature" and checkpoint.config["hidden"] == 24
+    background = checkpoint.state["model"]["encoder.background"]
+    assert background.shape == (84, 84) and background.max() <= 1.0  # Catch: a black field
+    for bad in (dict(encoder="resnet"), dict(min_seen=1.5), dict(min_seen=float("nan"))):
+        with pytest.raises(UsageError):
+            run(tiny(catch_dataset, tmp_path / "q.ckpt", **bad))
+
+
+def test_min_seen_keeps_only_objects_seen_often_enough():
+    from types import SimpleNamespace
+
+    seen = {"score": 100, "ball": 60, "digit7": 5}
+    objects = [{"track_id": index, "name": name, "frames_seen": count} for index, (name, count) in enumerate(seen.items())]
+    dataset = SimpleNamespace(meta={"objects": objects, "counts": {"frames": 100}}, path=Path("d"))
+    assert [entry["name"] for entry in choose_slots(dataset, "auto")] == ["score", "ball", "digit7"]
+    assert [entry["name"] for entry in choose_slots(dataset, "auto", min_seen=0.1)] == ["score", "ball"]
+    assert [entry["name"] for entry in choose_slots(dataset, "2", min_seen=0.1)] == ["score", "ball"]
+    with pytest.raises(UsageError, match="lower --min-seen"):
+        choose_slots(dataset, "auto", min_seen=1.01)

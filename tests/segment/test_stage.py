@@ -1,6 +1,11 @@
+import re
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from insight_cli.cli import app
@@ -137,3 +142,84 @@ def test_cli_segment_prints_a_summary(tmp_path):
     assert load_dataset(tmp_path / "ds").meta["counts"]["frames"] == 60
     bad = runner.invoke(app, ["segment", "--game", "Catch", "--input", str(tmp_path / "nope")])
     assert bad.exit_code == 1 and "does not exist" in bad.output
+
+
+def insight(*args, cwd):
+    """The CLI as a user runs it: a process of its own."""
+    command = [sys.executable, "-m", "insight_cli", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def one_line_error(completed, code=1):
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == code and len(lines) == 1 and lines[0].startswith("error:"), completed.stderr
+    assert "a bug?" not in lines[0]
+    return lines[0]
+
+
+def test_out_that_is_not_a_dataset_is_kept_unless_forced(tmp_path):
+    (tmp_path / "userdir" / "sub").mkdir(parents=True)
+    (tmp_path / "userdir" / "thesis.txt").write_text("precious")
+    refused = insight("segment", "--game", "Catch", "--frames", "10", "--out", "userdir", cwd=tmp_path)
+    assert "not only an insight dataset" in one_line_error(refused) and "--force" in refused.stderr
+    assert (tmp_path / "userdir" / "thesis.txt").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["userdir"]  # refused before any work
+    forced = insight("segment", "--game", "Catch", "--frames", "10", "--out", "userdir", "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert load_dataset(tmp_path / "userdir").meta["counts"]["frames"] == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["userdir"]
+
+
+def test_a_game_folder_with_runs_is_not_a_dataset(tmp_path):
+    run(SegmentConfig(game="Catch", frames=10, out=tmp_path / "Catch" / "dataset"))
+    (tmp_path / "Catch" / "runs").mkdir()
+    with pytest.raises(InsightError, match="not only an insight dataset"):
+        run(SegmentConfig(game="Catch", frames=10, out=tmp_path / "Catch"))
+    assert load_dataset(tmp_path / "Catch" / "dataset")
+    run(SegmentConfig(game="Catch", frames=12, out=tmp_path / "Catch" / "dataset"))  # its own dataset: replaced
+    assert load_dataset(tmp_path / "Catch" / "dataset").meta["counts"]["frames"] == 12
+
+
+def test_absurd_frame_counts_and_a_missing_gpu_are_refused_up_front(tmp_path):
+    huge = insight("segment", "--game", "Catch", "--frames", str(10**23), "--out", "ds", cwd=tmp_path)
+    assert "--frames must be between 1 and 10,000,000" in one_line_error(huge, code=2)
+    if not torch.cuda.is_available():
+        cuda = insight("segment", "--game", "Catch", "--frames", "10", "--device", "cuda", "--out", "ds", cwd=tmp_path)
+        assert "no CUDA GPU" in one_line_error(cuda)
+    assert not any(tmp_path.iterdir())
+
+
+def test_png_frames_of_different_sizes_are_refused(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for index, frame in enumerate(catch_frames(5)):
+        frame = cv2.resize(frame, (100, 90)) if index == 3 else frame
+        cv2.imwrite(str(folder / f"{index:04d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    with pytest.raises(InsightError, match="differ in size: 0003.png is 100x90, 0000.png is 84x84"):
+        run(SegmentConfig(game="Catch", input=folder, out=tmp_path / "ds"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
+
+
+@pytest.mark.parametrize("content,message", [
+    ('ball = "ﬁsh"', "'ﬁsh' is not a valid name"),
+    ('ball = "puck"\npaddle = "puck"', "more than one object the name 'puck'"),
+    ('ball = "paddle"', "is the name of another object"),
+    ('bal = "puck"', "Catch has no object named 'bal'"),
+    ('obj = "puck"', "Catch has no object named 'obj'"),
+    ('bullet = "x"\n[names]\nball = "puck"', "both under [names] and outside it"),
+])
+def test_bad_names_files_are_refused_before_any_work(tmp_path, content, message):
+    names = tmp_path / "names.toml"
+    names.write_text(content)
+    with pytest.raises(InsightError, match=re.escape(message)):
+        run(SegmentConfig(game="Catch", frames=10, names=names, out=tmp_path / "ds"))
+    with pytest.raises(InsightError, match="is a directory"):
+        run(SegmentConfig(game="Catch", frames=10, names=tmp_path, out=tmp_path / "ds"))
+    assert not (tmp_path / "ds").exists()
+
+
+def test_names_file_may_swap_names_and_rename_uncatalogued_objects(tmp_path):
+    names = tmp_path / "names.toml"
+    names.write_text('ball = "paddle"\npaddle = "ball"\nobj7 = "bullet"\n')
+    result = run(SegmentConfig(game="Catch", frames=20, names=names, out=tmp_path / "ds"))
+    assert {track["track_id"]: track["name"] for track in result.tracks} == {0: "paddle", 1: "ball"}

@@ -1,7 +1,9 @@
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -64,8 +66,8 @@ def test_interrupted_run_resumes_to_the_same_weights(catch, tmp_path, monkeypatc
         run(tiny(catch, tmp_path / "b"))
     interrupted = load_checkpoint(tmp_path / "b" / "runs" / "tiny" / "run.ckpt", kind="run")
     assert interrupted.meta["update"] == 1
-    assert set(interrupted.state) == {"agent"}  # the optimizer etc. live in run.resume.ckpt
-    assert load_checkpoint(tmp_path / "b" / "runs" / "tiny" / "run.resume.ckpt", kind="run-resume").state["update"] == 1
+    assert set(interrupted.state) == {"agent"}  # the optimizer etc. live in run.resume.1.ckpt
+    assert load_checkpoint(tmp_path / "b" / "runs" / "tiny" / "run.resume.1.ckpt", kind="run-resume").state["update"] == 1
     monkeypatch.setattr(stage, "ppo_update", real_update)
     resumed = run(tiny(catch, tmp_path / "b", resume=True))
     assert resumed.global_step == straight.global_step
@@ -79,10 +81,13 @@ def test_resume_refuses_other_settings_and_a_foreign_resume_file(catch, tmp_path
     run(tiny(catch, tmp_path, total_steps=64))
     with pytest.raises(InsightError, match="other settings.*lr"):
         run(tiny(catch, tmp_path, total_steps=64, lr=1e-3, resume=True))
-    resume_file = tmp_path / "runs" / "tiny" / "run.resume.ckpt"
+    resume_file = tmp_path / "runs" / "tiny" / "run.resume.1.ckpt"
     saved = load_checkpoint(resume_file)
     save_checkpoint(resume_file, "run-resume", saved.config, saved.meta, {**saved.state, "update": 99})
     with pytest.raises(InsightError, match="does not belong to"):
+        run(tiny(catch, tmp_path, total_steps=64, resume=True))
+    resume_file.unlink()
+    with pytest.raises(InsightError, match="resume state .* is missing"):
         run(tiny(catch, tmp_path, total_steps=64, resume=True))
 
 
@@ -98,7 +103,9 @@ def test_bad_inputs(catch, tmp_path):
     with pytest.raises(InsightError, match="another dataset"):
         run(tiny(catch, tmp_path, dataset=other))
     for bad in (dict(num_envs=0), dict(lr=0.0), dict(threshold=1.5), dict(reg_weight=-1.0), dict(num_steps=3, num_envs=1),
-                dict(freeze_cnn=True, load_cnn=False)):
+                dict(freeze_cnn=True, load_cnn=False), dict(reg_weight=float("nan")), dict(lr=float("inf")),
+                dict(num_envs=10_000), dict(total_steps=1), dict(eval_every=2.0), dict(run_name="../../x"),
+                dict(run_name="/tmp/x"), dict(run_name="..")):
         with pytest.raises(UsageError):
             run(tiny(catch, tmp_path, **bad))
 
@@ -157,3 +164,70 @@ def test_segment_with_a_trained_policy(catch, tmp_path):
         segment(SegmentConfig(game="Catch", frames=5, policy=checkpoint, input=tmp_path, out=tmp_path / "x"))
     with pytest.raises(InsightError, match="expected a run"):
         segment(SegmentConfig(game="Catch", frames=5, policy=catch / "perception.ckpt", out=tmp_path / "y"))
+
+
+def test_an_existing_run_is_replaced_only_with_force(catch, tmp_path):
+    first = run(tiny(catch, tmp_path, total_steps=64))
+    before = first.checkpoint.stat().st_mtime_ns
+    with pytest.raises(InsightError, match="already holds a run"):
+        run(tiny(catch, tmp_path, total_steps=64))
+    assert first.checkpoint.stat().st_mtime_ns == before
+    run(tiny(catch, tmp_path, total_steps=64, force=True))
+    assert first.checkpoint.stat().st_mtime_ns != before
+    assert [p.name for p in (tmp_path / "runs" / "tiny").glob("run.resume.*.ckpt")] == ["run.resume.1.ckpt"]
+
+
+def test_a_run_another_live_train_writes_is_refused_and_a_dead_ones_lock_is_taken(catch, tmp_path):
+    run_dir = tmp_path / "runs" / "tiny"
+    run_dir.mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_dir / stage.LOCK).write_text(str(sleeper.pid))
+        with pytest.raises(InsightError, match=f"pid {sleeper.pid}"):
+            run(tiny(catch, tmp_path, total_steps=64))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    run(tiny(catch, tmp_path, total_steps=64))  # the lock's writer is gone
+    assert not (run_dir / stage.LOCK).exists()
+
+
+def test_a_failed_train_leaves_no_empty_run_folder(catch, tmp_path):
+    with pytest.raises(InsightError):
+        run(tiny(catch, tmp_path, perception=tmp_path / "missing.ckpt"))
+    assert not (tmp_path / "runs" / "tiny").exists()
+
+
+def _train_command(catch, *extra):
+    return [sys.executable, "-m", "insight_cli", "train", "--game", "Catch", "--load-cnn", "--perception",
+            str(catch / "perception.ckpt"), "--dataset", str(catch / "dataset"), "--total-steps", "1280", "--num-envs", "4",
+            "--num-steps", "16", "--eval-episodes", "0", "--eval-every", "0.05", "--run-name", "killed", "--device", "cpu",
+            *extra]
+
+
+def _wait_for(path, process, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert process.poll() is None and time.monotonic() < deadline, "train ended before its first save"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_number, code", [(signal.SIGKILL, -signal.SIGKILL), (signal.SIGTERM, 130)])
+def test_a_killed_or_terminated_train_resumes(catch, tmp_path, signal_number, code):
+    """SIGKILL may land inside a save (one every update here); SIGTERM is handled like Ctrl-C."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(_train_command(catch), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    run_dir = tmp_path / "data" / "Catch" / "runs" / "killed"
+    _wait_for(run_dir / "run.ckpt", process)
+    time.sleep(0.3)  # into the saves that follow the first one
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    assert not (run_dir / stage.LOCK).exists() or signal_number == signal.SIGKILL
+    resumed = subprocess.run(_train_command(catch, "--resume"), cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert load_checkpoint(run_dir / "run.ckpt").meta["update"] == 20
+    assert not list(run_dir.glob(".*.tmp*"))  # the killed save's temporary is gone
