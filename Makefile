@@ -16,9 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --constraint $(VENV)/constraints.txt -e '.[test]'
 	touch $@
 
-# Every stage on Pong, on the CPU, with the demo preset's small budgets (about six minutes on 2 cores).
+# Learning you can see, on the CPU: every stage on Catch with the cpu preset (60k env steps: the
+# agent goes from random play to near the optimum and the equations play as well), then every
+# stage on Pong with the demo preset's tiny budgets (no learning: it shows the Pong pipeline).
 demo: install
 	$(BIN)/insight games
+	$(BIN)/insight pipeline --game Catch --preset cpu --total-steps 60000 --lr 1e-3 --device cpu
 	$(BIN)/insight pipeline --game Pong --preset demo --device cpu
 
 test: install

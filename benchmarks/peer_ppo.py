@@ -2,7 +2,7 @@
 on the same game, the same machine and the same env steps, in one run.
 
     .venv/bin/pip install -e '.[bench]'   # stable-baselines3: a benchmark extra, never a dependency
-    .venv/bin/python benchmarks/peer_ppo.py [--game Pong] [--steps 200000] [--out data/peer_ppo.json]
+    .venv/bin/python benchmarks/peer_ppo.py [--game Pong] [--steps 200000] [--pretrain-epochs 20] [--out data/peer_ppo.json]
 
 Both learners step the same ALE C++ vector env with the same training rules (no sticky
 actions, up to 30 no-ops, frame-skip 4 with max-pool, 84x84 grayscale, a stack of 4, episodic
@@ -102,7 +102,7 @@ def sb3(game: str, steps: int, seed: int) -> dict:
     return {"steps": env.steps, "seconds": seconds, "sps": env.steps / seconds, "curve": env.curve}
 
 
-def insight(game: str, steps: int, seed: int, root: Path) -> dict:
+def insight(game: str, steps: int, seed: int, root: Path, epochs: int) -> dict:
     import pyarrow.parquet as pq
 
     from insight_cli.pretrain.stage import PretrainConfig
@@ -115,7 +115,7 @@ def insight(game: str, steps: int, seed: int, root: Path) -> dict:
     preset = PRESETS["cpu"]
     started = time.perf_counter()
     segment(SegmentConfig(game=game, frames=preset.frames, out=root / "dataset", seed=seed))
-    pretrain(PretrainConfig(game=game, dataset=root / "dataset", out=root / "perception.ckpt", epochs=preset.epochs,
+    pretrain(PretrainConfig(game=game, dataset=root / "dataset", out=root / "perception.ckpt", epochs=epochs,
                             hidden=preset.hidden, encoder=preset.encoder, min_seen=preset.min_seen, device="cpu",
                             seed=seed))
     perception_seconds = time.perf_counter() - started
@@ -142,10 +142,12 @@ def main() -> None:
     parser.add_argument("--game", default="Pong")
     parser.add_argument("--steps", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretrain-epochs", type=int, default=PRESETS["cpu"].epochs,
+                        help="insight's perception epochs (fewer for a quick throughput check)")
     parser.add_argument("--out", type=Path, default=Path("data/peer_ppo.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        ours = insight(args.game, args.steps, args.seed, Path(tmp))
+        ours = insight(args.game, args.steps, args.seed, Path(tmp), args.pretrain_epochs)
     peer = sb3(args.game, args.steps, args.seed)
     wall = min(ours["seconds"], peer["seconds"])
     steps = min(ours["steps"], peer["steps"])

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from insight_cli import __version__
 from insight_cli.errors import UsageError, as_insight_error
+from insight_cli.explain import CONTEXT_TOKENS, MAX_TOKENS, RETRIES, SIMULATE, TIMEOUT
 from insight_cli.extract_policy import MAX_TERMS as EXTRACT_MAX_TERMS
 from insight_cli.pipeline import PRESETS
 from insight_cli.runtime import Device
@@ -351,7 +352,7 @@ def extract_policy(
     refit_rounds: Annotated[int, typer.Option(min=0, help="DAgger rounds of a refit: play the equations, label the states with the EQL actor, refit.")] = 3,
     threshold: Annotated[float, typer.Option(min=0.0, help="Prune EQL weights, and expanded terms, smaller than this (the least pruning tried).")] = 0.01,
     digits: Annotated[int, typer.Option(min=1, max=15, help="Significant digits of the coefficients.")] = 3,
-    episodes: Annotated[int, typer.Option(min=0, help="Fresh episodes for each measured set of equations (rollout fidelity and return), the EQL actor and each refit round (0: skip rollouts).")] = 4,
+    episodes: Annotated[int, typer.Option(min=0, help="Fresh episodes for each measured set of equations (rollout fidelity and return), the EQL actor and each refit round (0: skip rollouts).")] = 2,
     max_steps: Annotated[int, typer.Option(min=1, help="Agent steps per rollout episode at most (a cut episode's return is its score so far).")] = 500,
     dataset: Annotated[Optional[Path], typer.Option(help="Dataset whose test split gives held-out states (default: the run's).")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output directory (default: the run's directory).")] = None,
@@ -425,8 +426,12 @@ def explain(
     max_terms: Annotated[int, typer.Option(min=1, help="Terms per action when the policy has to be extracted first.")] = EXTRACT_MAX_TERMS,
     base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible server (default: OPENAI_BASE_URL, else api.openai.com).")] = None,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="LLM sampling temperature.")] = 0.0,
-    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds to wait for each LLM answer.")] = 60.0,
-    retries: Annotated[int, typer.Option(min=0, help="LLM retries (connection errors, 429, 5xx), with exponential backoff.")] = 3,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds to wait for each LLM answer; one that times out is not asked again (a local server would still be computing it).")] = TIMEOUT,
+    retries: Annotated[int, typer.Option(min=0, help="LLM retries (connection errors, 429, 5xx), with exponential backoff.")] = RETRIES,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Tokens per LLM answer at most; an answer cut off there is reported.")] = MAX_TOKENS,
+    context_tokens: Annotated[int, typer.Option(min=2, help="The LLM server's context size: each prompt and its answer must fit (earlier answers of the policy dialogue are left out to fit).")] = CONTEXT_TOKENS,
+    simulate: Annotated[int, typer.Option(min=0, help="Held-out states in which a reader of the explanation alone predicts the action (simulatability; 0: skip).")] = SIMULATE,
+    resume: Annotated[bool, typer.Option("--resume", help="Reuse the LLM answers a failed run saved in explanation.partial.json.")] = False,
     show_prompts: Annotated[bool, typer.Option("--show-prompts", help="Print every prompt (they are saved in explanation.json either way).")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Output directory (default: the run's directory).")] = None,
     device: DeviceOption = Device.auto,
@@ -436,25 +441,44 @@ def explain(
     """Explain the run's policy (per action: which variables raise or lower its logit and when
     it is chosen; then a summary) and single decisions (the gradients of the chosen action's
     log-probability; continuous actions: of each action value), with an LLM or offline. Every
-    claim is checked against the equations; writes explanation.md, explanation.json and a
-    picture per decision."""
+    claim is checked against the equations (a decision's most influential variable also by a
+    counterfactual step), and a reader of the explanation alone predicts the action in held-out
+    states (simulatability); writes explanation.md, explanation.json and a picture per decision."""
     from insight_cli.explain.stage import ExplainConfig, run
 
     result = run(
         ExplainConfig(
             checkpoint=checkpoint, llm=llm, decisions=decisions, frame_index=frame_index, policy=policy,
             max_terms=max_terms, base_url=base_url, temperature=temperature, timeout=timeout, retries=retries,
+            max_tokens=max_tokens, context_tokens=context_tokens, simulate=simulate, resume=resume,
             show_prompts=show_prompts, out=out, device=device.value, seed=seed,
         )
     )
     check = result.faithfulness
-    color = "green" if check["claims"] == check["supported"] else "yellow"
-    console.print(
-        f"[{color}]faithfulness:[/] {check['claims']} claims, {check['supported']} supported, "
-        f"{check['contradicted']} contradicted, {check['unsupported']} unsupported",
-        soft_wrap=True,
-    )
+    if not check["claims"]:
+        console.print("[yellow]faithfulness: 0 claims checked[/] (no answer gave a claims block that reads, and no prose "
+                      "names a variable with a direction: read explanation.md, or try another model)", soft_wrap=True)
+    else:
+        color = "green" if check["claims"] == check["supported"] and not check["disagreements"] else "yellow"
+        disagreeing = f"; the prose says {check['disagreements']} things the claims blocks do not" if check["disagreements"] else ""
+        console.print(f"[{color}]faithfulness:[/] {check['claims']} claims, {check['supported']} supported, "
+                      f"{check['contradicted']} contradicted, {check['unsupported']} unsupported{disagreeing}", soft_wrap=True)
+    tested = check["counterfactuals"]
+    if tested["checked"]:
+        color = "green" if tested["confirmed"] == tested["checked"] else "yellow"
+        console.print(f"[{color}]counterfactuals:[/] {tested['confirmed']} of {tested['checked']} decisions' most "
+                      "influential variable moves the action as explained", soft_wrap=True)
+    if check["simulatability"]:
+        console.print(f"simulatability: {_simulatability(check['simulatability'])}", soft_wrap=True)
+    if check["truncated"]:
+        console.print(f"[yellow]{check['truncated']} answers were cut off[/] (raise --max-tokens {max_tokens}, or check "
+                      "--context-tokens against the server's context)", soft_wrap=True)
     _print_written(result.files)
+
+
+def _simulatability(score: dict) -> str:
+    return (f"{score['accuracy']:.0%} of {score['states']} held-out states (chance {score['chance']:.0%}, "
+            f"always {score['majority_action']} {score['majority']:.0%})")
 
 
 PresetName = Enum("PresetName", {name: name for name in PRESETS}, type=str)
@@ -467,6 +491,11 @@ def pipeline(
     preset: Annotated[PresetName, typer.Option(help="Budgets: demo (minutes on a CPU), cpu (a real result on a 2-core CPU: 3M env steps, frozen fast perception), quick (an hour or so on a GPU), paper (the paper's settings: 10M env steps).")] = PresetName.demo,
     force: Annotated[bool, typer.Option("--force", help="Redo every stage, even those whose outputs are up to date.")] = False,
     llm: Annotated[str, typer.Option(help="Explain with: offline, or a model behind an OpenAI-compatible API (see `insight explain --help`).")] = "offline",
+    base_url: Annotated[Optional[str], typer.Option(help="--llm's OpenAI-compatible server (default: OPENAI_BASE_URL, else api.openai.com).")] = None,
+    timeout: Annotated[float, typer.Option(min=0.001, help="Seconds to wait for each LLM answer (not asked again when it times out).")] = TIMEOUT,
+    retries: Annotated[int, typer.Option(min=0, help="LLM retries (connection errors, 429, 5xx), with exponential backoff.")] = RETRIES,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Tokens per LLM answer at most.")] = MAX_TOKENS,
+    context_tokens: Annotated[int, typer.Option(min=2, help="The LLM server's context size, which each prompt and its answer must fit.")] = CONTEXT_TOKENS,
     total_steps: Annotated[Optional[int], typer.Option(help="Train for this many env steps instead of the preset's.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Train with this learning rate instead of the preset's (2.5e-4; MetaDrive 5e-5).")] = None,
     device: DeviceOption = Device.auto,
@@ -480,8 +509,9 @@ def pipeline(
     minibatches, KL penalty 0.2, reg 1e-4, the EQL actor collects the data)."""
     from insight_cli.pipeline import PipelineConfig, run
 
-    result = run(PipelineConfig(game=game, preset=preset.value, force=force, llm=llm, total_steps=total_steps, lr=lr,
-                                device=device.value, seed=seed))
+    result = run(PipelineConfig(game=game, preset=preset.value, force=force, llm=llm, base_url=base_url, timeout=timeout,
+                                retries=retries, max_tokens=max_tokens, context_tokens=context_tokens,
+                                total_steps=total_steps, lr=lr, device=device.value, seed=seed))
     table = Table(title=f"{game}, preset {preset.value}")
     table.add_column("what")
     table.add_column("result")
@@ -498,7 +528,9 @@ def pipeline(
         shown += f" (mean action difference {fidelity['held_out_action_error']:.3f} held-out)"
     table.add_row("fidelity of the equations", shown)
     check = result.faithfulness
-    table.add_row("explanation", f"{result.explanation} ({check['supported']} of {check['claims']} claims supported)")
+    checked = f"{check['supported']} of {check['claims']} claims supported" if check["claims"] else "[yellow]0 claims checked[/]"
+    table.add_row("explanation", f"{result.explanation} ({checked})")
+    table.add_row("simulatability", _simulatability(check["simulatability"]) if check.get("simulatability") else "-")
     table.add_row("stages run / up to date", f"{', '.join(result.ran) or '-'} / {', '.join(result.skipped) or '-'}")
     console.print(table)
 

@@ -10,10 +10,12 @@ exported policy.)
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from insight_cli.errors import UsageError
+from insight_cli.explain import CONTEXT_TOKENS, MAX_TOKENS, RETRIES, TIMEOUT
 from insight_cli.files import write_atomically
 from insight_cli.games import get_game
 from insight_cli.progress import console
@@ -24,7 +26,7 @@ ACTORS = ("neural", "eql", "symbolic")
 
 @dataclass(frozen=True)
 class Preset:
-    """Budgets for every stage; `paper` is DESIGN's defaults."""
+    """Budgets for every stage; `paper` is the paper's settings."""
 
     frames: int  # segment
     epochs: int  # pretrain
@@ -32,7 +34,7 @@ class Preset:
     num_steps: int
     eval_episodes: int  # train's periodic EQL evaluation
     eval_every: float
-    episodes: int  # evaluate, per actor, and extract-policy's rollouts
+    episodes: int  # evaluate, per actor (extract-policy plays its own default 2 rollouts per measured policy)
     max_terms: int | None  # extract-policy
     decisions: int  # explain
     hidden: int = 2048  # perception CNN width (pretrain)
@@ -69,6 +71,11 @@ class PipelineConfig:
     preset: str = "demo"
     force: bool = False  # redo every stage
     llm: str = "offline"
+    base_url: str | None = None  # explain's LLM server (default: OPENAI_BASE_URL, else OpenAI)
+    timeout: float = TIMEOUT  # seconds per LLM request
+    retries: int = RETRIES  # of LLM requests that failed to connect, or got 429 or 5xx
+    max_tokens: int = MAX_TOKENS  # per LLM answer
+    context_tokens: int = CONTEXT_TOKENS  # the LLM server's context
     total_steps: int | None = None  # train env steps (default: the preset's)
     lr: float | None = None  # train learning rate (default: the preset's)
     device: str = "auto"
@@ -126,10 +133,12 @@ def run(config: PipelineConfig) -> PipelineResult:
         "train": TrainConfig(game=game.name, load_cnn=True, perception=perception, dataset=dataset, runs_dir=root / "runs",
                              run_name=config.preset, force=True, eval_episodes=preset.eval_episodes,
                              eval_every=preset.eval_every, **training, **common),
-        "extract-policy": ExtractConfig(checkpoint=checkpoint, max_terms=preset.max_terms, episodes=preset.episodes, **common),
+        "extract-policy": ExtractConfig(checkpoint=checkpoint, max_terms=preset.max_terms, **common),
         "evaluate": [EvaluateConfig(checkpoint=checkpoint, actor=actor, episodes=preset.episodes, video=actor == "symbolic",
                                     **common) for actor in ACTORS],
-        "explain": ExplainConfig(checkpoint=checkpoint, llm=config.llm, decisions=preset.decisions, **common),
+        "explain": ExplainConfig(checkpoint=checkpoint, llm=config.llm, decisions=preset.decisions, base_url=config.base_url,
+                                 timeout=config.timeout, retries=config.retries, max_tokens=config.max_tokens,
+                                 context_tokens=config.context_tokens, **common),
     }
     outputs = {
         "segment": (dataset / "dataset.json", []),
@@ -158,9 +167,11 @@ def run(config: PipelineConfig) -> PipelineResult:
         stale = True  # everything after a stage that runs is redone
         console.rule(f"[{number}/{len(STAGES)}] {stage}" + (" (resuming)" if resume else ""))
         value = replace(configs[stage], resume=True) if resume else configs[stage]
+        started = time.perf_counter()
         for stage_config in value if isinstance(value, list) else [value]:
             runners[stage](stage_config)
         manifest[stage] = settings(stage)
+        manifest.setdefault("seconds", {})[stage] = round(time.perf_counter() - started, 1)  # the last run of each
         write_atomically(manifest_path, json.dumps(manifest, indent=2))
         ran.append(stage)
 

@@ -1,1 +1,1 @@
-"""`insight evaluate`: full episodes with raw game scores (DESIGN §5)."""
+"""`insight evaluate`: full episodes with raw game scores (docs/design.md §11)."""

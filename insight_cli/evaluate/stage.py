@@ -1,5 +1,5 @@
 """`insight evaluate`: full episodes with one of the run's actors, raw game scores and their
-spread, a per-episode table and optionally a video with the predicted objects drawn (DESIGN §5)."""
+spread, a per-episode table and optionally a video with the predicted objects drawn (docs/design.md §11)."""
 
 from __future__ import annotations
 

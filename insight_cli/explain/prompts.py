@@ -2,10 +2,13 @@
 the actions, the coordinate convention, the variable names, the equations and how they make an
 action), a policy dialogue (one question per action, then a summary) and one prompt per
 decision (the action taken, the relevant variables' values and how each moves the action: the
-gradient of its log-probability, or for continuous actions of the action value itself)."""
+gradient of its log-probability, or for continuous actions of the action value itself). Every
+answer ends with its claims as JSON (see `structured`). A simulatability reader gets one more
+prompt per state: the explanation and that state's values, not the equations."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +17,7 @@ from insight_cli.extract_policy.symbolic import COORDINATE_CONVENTION, SymbolicP
 from insight_cli.games import GameSpec
 
 DECISION_VARIABLES = 8  # the relevant variables a decision prompt lists, largest gradient first
+STATE_HEADER = "The current state:"  # before a reader prompt's variable values, one "- name = value" a line
 
 
 @dataclass
@@ -97,10 +101,26 @@ def policy_questions(game: GameSpec, policy: SymbolicPolicy) -> list[str]:
             for name in policy.actions
         ]
     questions.append("Summarise the policy in a few sentences: what strategy does the agent follow?")
-    return questions
+    return [f"{question}\n\n{_claims_instruction(policy)}" for question in questions]
 
 
-def decision_prompt(policy: SymbolicPolicy, decision: Decision) -> str:
+def _claims_instruction(policy: SymbolicPolicy, number: int | None = None) -> str:
+    """What the claims block after an answer holds; `number`: a decision's. Placeholders, not an
+    example claim: a small model copies an example, and a copied claim would be counted as its own."""
+    claim = f'"variable": "<variable>", "action": "<one of {", ".join(policy.actions)}>", "direction": "<raises or lowers>"'
+    if number is None:
+        block, effect = f'{{"claims": [{{{claim}}}, ...]}}', f"its effect on the action's {policy.output}"
+    else:
+        block = f'{{"claims": [{{{claim}, "state": {number}}}, ...], "most_influential": "<variable>"}}'
+        moved = "that action's value" if policy.continuous else "the probability of that action"
+        effect = (f"its effect on {moved}; state is this decision's number, {number}; most_influential is the variable "
+                  "that moves the action taken most here")
+    return ("After your answer, give every claim you made about a variable as JSON in a fenced block:\n"
+            f"```json\n{block}\n```\nwhere direction is \"raises\" or \"lowers\" ({effect}).")
+
+
+def decision_prompt(policy: SymbolicPolicy, decision: Decision, number: int) -> str:
+    """The prompt about decision `number` (1, 2, ...)."""
     relevant = decision.relevant(policy)
     if policy.continuous:
         header = " | ".join(f"d {name}" for name in policy.actions)
@@ -109,25 +129,56 @@ def decision_prompt(policy: SymbolicPolicy, decision: Decision) -> str:
             + " | ".join(f"{g:+.3f}" for g in decision.gradients[:, i]) + " |"
             for i in relevant
         )
-        return f"""In the current state the agent set {decision.summary(policy)}.
+        return f"""Decision {number}: in the current state the agent set {decision.summary(policy)}.
 The relevant variables, their values and the gradient of each action value with respect to each (a positive gradient means that increasing the variable raises that action):
 
 | variable | value | {header} |
 | --- | --- | {" | ".join("---" for _ in policy.actions)} |
 {rows}
 
-Explain concisely and specifically why the agent acted like this here, grounded only in the equations, these values and these gradients."""
+Explain concisely and specifically why the agent acted like this here, grounded only in the equations, these values and these gradients.
+
+{_claims_instruction(policy, number)}"""
     name = policy.actions[decision.action]
     rows = "\n".join(
         f"| {policy.variables[i].name} | {decision.inputs[i]:.3f} | {decision.gradients[decision.action, i]:+.3f} |"
         for i in relevant
     )
     probabilities = ", ".join(f"{a} {p:.3f}" for a, p in zip(policy.actions, decision.probabilities))
-    return f"""In the current state the agent took the action {name} (probabilities: {probabilities}).
+    return f"""Decision {number}: in the current state the agent took the action {name} (probabilities: {probabilities}).
 The relevant variables, their values and the gradient of log p({name}) with respect to each (a positive gradient means that increasing the variable makes {name} more likely):
 
 | variable | value | gradient |
 | --- | --- | --- |
 {rows}
 
-Explain concisely and specifically why the agent took {name} here, grounded only in the equations, these values and these gradients."""
+Explain concisely and specifically why the agent took {name} here, grounded only in the equations, these values and these gradients.
+
+{_claims_instruction(policy, number)}"""
+
+
+READER_SYSTEM = ("You predict what an agent does from an explanation of its policy. You see the explanation and one "
+                 "state, not the policy's equations.")
+
+
+def reader_prompt(policy: SymbolicPolicy, explanation: str, inputs: np.ndarray) -> str:
+    """One state for a simulatability reader: the explanation, then the (V,) state's values of
+    the variables the equations use."""
+    index = {variable.name: i for i, variable in enumerate(policy.variables)}
+    values = "\n".join(f"- {v.name} = {inputs[index[v.name]]:.3f} ({v.meaning})" for v in policy.used_variables)
+    return f"""Predict the agent's action from this explanation of its policy.
+
+Explanation:
+{explanation}
+
+{COORDINATE_CONVENTION}
+{STATE_HEADER}
+{values}
+
+Which action does the agent take? Answer with its name only: one of {", ".join(policy.actions)}."""
+
+
+def reader_state(prompt: str) -> tuple[str, dict[str, float]]:
+    """A reader prompt split into what comes before its state and the state's values (name -> value)."""
+    before, _, state = prompt.rpartition(STATE_HEADER)
+    return before, {m[1]: float(m[2]) for m in re.finditer(r"^- (\S+) = (-?\d+(?:\.\d+)?)", state, re.M)}

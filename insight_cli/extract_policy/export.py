@@ -1,19 +1,28 @@
 """The extracted policy's files: policy.json (machine-readable), policy.md (Markdown with LaTeX),
 policy.tex (a standalone LaTeX document) and policy.py (a numpy-only `act(coordinates)`, or
-`act(coordinates, state)` for a policy that reads an ego state)."""
+`act(coordinates, state)` for a policy that reads an ego state). Each says whether its
+equations are the pruned EQL network or a refit to the network's decisions.
+
+insight itself only ever reads policy.json, which is data: policy.py is for users and is never
+imported. It is still written so that no path or name can put code into it: every string in it
+is escaped, every variable checked to be a plain ASCII identifier.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import keyword
+import math
+from contextlib import ExitStack
 from pathlib import Path
 
 import sympy
 
 from insight_cli import __version__
 from insight_cli.errors import InsightError
-from insight_cli.extract_policy.symbolic import COORDINATE_CONVENTION, READABLE_TERMS, SymbolicPolicy, variables_for
-from insight_cli.files import write_atomically
+from insight_cli.extract_policy.symbolic import (COORDINATE_CONVENTION, METHODS, READABLE_TERMS, Interface,
+                                                 SymbolicPolicy, variables_for)
+from insight_cli.files import atomic_output
 
 FORMAT = "insight-policy"
 FORMAT_VERSION = 1
@@ -21,6 +30,8 @@ NAMES = ("policy.json", "policy.md", "policy.tex", "policy.py")
 SOFTMAX = "softmax over the action logits: p(a) = exp(logit_a) / sum_b exp(logit_b); the agent takes the largest"
 SQUASHED = ("each action is tanh(mean) of its polynomial, a number in [-1, 1] (the mean of a squashed Gaussian "
             "the agent was trained with)")
+# The names policy.py's functions use for themselves: a variable may not take one.
+MODULE_NAMES = frozenset({"np", "c", "s", "single", "values", "out", "chosen", "coordinates", "state"})
 
 
 def policy_document(policy: SymbolicPolicy, game: str, action_meanings: dict[str, str], object_names: list[str],
@@ -37,6 +48,7 @@ def policy_document(policy: SymbolicPolicy, game: str, action_meanings: dict[str
         "continuous": policy.continuous,
         "state": policy.state_names,
         "probabilities": SQUASHED if policy.continuous else SOFTMAX,
+        "method": policy.method,
         "threshold": policy.threshold,
         "digits": policy.digits,
         "readable": max(policy.term_counts) <= READABLE_TERMS,
@@ -65,17 +77,34 @@ def policy_document(policy: SymbolicPolicy, game: str, action_meanings: dict[str
 
 
 def read_policy(path: Path) -> tuple[SymbolicPolicy, dict]:
-    """policy.json -> the policy it describes, and the whole document."""
+    """policy.json -> the policy it describes, and the whole document; anything else is a
+    one-line error."""
+    path = Path(path)
+    if path.suffix == ".py":
+        raise InsightError(f"{path} is Python, which insight never runs: it reads the equations from policy.json",
+                           hint="pass the policy.json next to it")
     try:
-        document = json.loads(Path(path).read_text())
+        document = json.loads(path.read_text())
     except FileNotFoundError:
         raise InsightError(f"{path} does not exist", hint="run `insight extract-policy` on the run first") from None
     except (OSError, ValueError) as error:
         raise InsightError(f"{path} is not a readable policy file: {error}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise InsightError(f"{path} is not an insight policy file")
+    try:
+        return _policy(document), document
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise InsightError(f"{path} is a damaged policy file ({type(error).__name__}: {error})",
+                           hint="extract it again with `insight extract-policy`") from None
+
+
+def _policy(document: dict) -> SymbolicPolicy:
+    """The policy a policy.json document describes: its variables must follow from its objects
+    and state, and every term be a finite coefficient times powers of those variables."""
     state = {v["name"]: v["meaning"] for v in document["variables"] if v["slot"] is None}
     variables = variables_for(document["objects"], state)
+    if [v["name"] for v in document["variables"]] != [v.name for v in variables]:
+        raise ValueError("its variables do not follow from its objects and ego state")
     index = {variable.name: i for i, variable in enumerate(variables)}
     terms = []
     for action in document["actions"]:
@@ -83,20 +112,46 @@ def read_policy(path: Path) -> tuple[SymbolicPolicy, dict]:
         for term in action["terms"]:
             monomial = [0] * len(variables)
             for name, power in term["powers"].items():
+                if type(power) is not int or power < 1:
+                    raise ValueError(f"power {power!r} of {name} is not a positive whole number")
                 monomial[index[name]] = power
-            logit[tuple(monomial)] = float(term["coefficient"])
+            coefficient = float(term["coefficient"])
+            if not math.isfinite(coefficient):
+                raise ValueError(f"coefficient {coefficient} is not finite")
+            logit[tuple(monomial)] = coefficient
         terms.append(logit)
-    policy = SymbolicPolicy(variables, [a["name"] for a in document["actions"]], terms, document["threshold"],
-                            document["digits"], document.get("continuous", False))
-    return policy, document
+    method = document.get("method", "pruned")  # files from before refits were all pruned networks
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} is none of {', '.join(METHODS)}")
+    return SymbolicPolicy(variables, [str(a["name"]) for a in document["actions"]], terms, float(document["threshold"]),
+                          int(document["digits"]), bool(document.get("continuous", False)), method)
+
+
+def read_policy_for(path: Path, game: str, actor: Interface) -> SymbolicPolicy:
+    """policy.json, if it was extracted for this game and a run whose EQL actor reads the same
+    variables (objects, in order, and ego state) and drives the same actions."""
+    policy, document = read_policy(path)
+    if (document.get("game") != game or policy.actions != list(actor.actions) or policy.continuous != actor.continuous
+            or [(v.name, v.object) for v in policy.variables] != [(v.name, v.object) for v in actor.variables]):
+        raise InsightError(f"{path} was extracted for another game, object set, ego state or actions than this run",
+                           hint="extract this run's with `insight extract-policy RUN.ckpt`, or pass its policy.json")
+    return policy
+
+
+def provenance(document: dict) -> str:
+    """Where the equations come from, in a few words."""
+    if document.get("method") == "refit":
+        return (f"equations refitted to the EQL actor's decisions, {document['digits']} significant digits; "
+                "not the network's own terms")
+    return (f"the EQL network with weights below {document['threshold']:g} pruned, "
+            f"{document['digits']} significant digits")
 
 
 def markdown(document: dict) -> str:
     lines = [
         f"# {document['game']} policy",
         "",
-        f"Extracted by insight {document['insight_version']} from `{document['run']}` "
-        f"(weights below {document['threshold']:g} pruned, {document['digits']} significant digits).",
+        f"Extracted by insight {document['insight_version']} from `{document['run']}`: {provenance(document)}.",
         "",
         document["coordinate_convention"] + " Coordinates are named `<axis>_<object>_<frame>`"
         + (", ego state values as listed below. " if document["state"] else ". ")
@@ -109,9 +164,19 @@ def markdown(document: dict) -> str:
         lines += [f"## {action['name']}{meaning}: {len(action['terms'])} terms", "", "$$", action["latex"] or "0", "$$", ""]
     lines += ["## Variables", "", "| variable | meaning |", "| --- | --- |"]
     lines += [f"| `{v['name']}` | {v['meaning']} |" for v in document["variables"] if v["used"]]
+    if document.get("left_out"):
+        lines += ["", "Left out: " + "; ".join(f"`{name}` ({why})" for name, why in document["left_out"].items()) + "."]
     lines += ["", "## Fidelity and return", "", "| measure | value |", "| --- | --- |"]
     lines += [f"| {key.replace('_', ' ')} | {_format(value)} |" for key, value in document["fidelity"].items()]
     lines += [f"| {key.replace('_', ' ')} return | {_format(value)} |" for key, value in document["returns"].items()]
+    if document.get("tradeoff"):
+        lines += ["", "## Length against fidelity", "", "Rollout fidelity is measured on the equations' own episodes "
+                  f"(cut at {document.get('max_steps')} steps), held-out fidelity on the dataset's test split.", "",
+                  "| equations | budget | terms | held-out | rollouts | return |", "|---|---|---|---|---|---|"]
+        lines += [f"| {entry['method']}{' (chosen)' if entry['chosen'] else ''} | "
+                  f"{entry['budget'] if entry['budget'] is not None else 'whole network'} | {entry['terms']} | "
+                  f"{_format(entry['held_out_fidelity'])} | {_format(entry['rollout_fidelity'])} | "
+                  f"{_format(entry['return'])} |" for entry in document["tradeoff"]]
     if not document["readable"]:
         lines += ["", f"**Not readable:** an action has more than {READABLE_TERMS} terms; "
                   "prune more (`--threshold`, `--max-terms`)."]
@@ -119,7 +184,7 @@ def markdown(document: dict) -> str:
 
 
 def _format(value) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
+    return "-" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def latex_document(document: dict) -> str:
@@ -135,7 +200,7 @@ def latex_document(document: dict) -> str:
         r"\usepackage{amsmath}",
         r"\begin{document}",
         rf"\section*{{{document['game']} policy}}",
-        document["coordinate_convention"].replace("%", r"\%"),
+        f"From {provenance(document)}. " + document["coordinate_convention"].replace("%", r"\%"),
         r"\begin{align*}",
         " \\\\\n".join(rows),
         r"\end{align*}",
@@ -146,6 +211,7 @@ def latex_document(document: dict) -> str:
 
 def python_module(document: dict, policy: SymbolicPolicy) -> str:
     """A dependency-free (numpy only) module with the equations written out."""
+    _check_python_names(policy)
     used = policy.used_variables
     positions = {variable.name: index for index, variable in enumerate(policy.variables)}
     unpack = [f"    {v.name} = c[:, {positions[v.name]}]" for v in used]
@@ -153,9 +219,10 @@ def python_module(document: dict, policy: SymbolicPolicy) -> str:
     for name, expression in zip(policy.actions, policy.expressions):
         terms = sympy.Add.make_args(expression) if expression != 0 else ()
         if len(terms) <= READABLE_TERMS:
-            polynomials.append(f"        {sympy.pycode(expression) if terms else '0.0'},  # {name}")
+            polynomials.append(f"        {sympy.pycode(expression) if terms else '0.0'},  # {_one_line(name)}")
         else:  # one term a line: a single long sum is too deeply nested for Python's compiler
-            polynomials += [f"        sum([  # {name}", *(f"            {sympy.pycode(term)}," for term in terms), "        ], 0.0),"]
+            polynomials += [f"        sum([  # {_one_line(name)}", *(f"            {sympy.pycode(term)}," for term in terms),
+                            "        ], 0.0),"]
     objects = len(document["objects"])
     if document["state"]:
         shapes = (f"coordinates: object centres, (K, 4, 2) or (B, K, 4, 2) with K = {objects} objects in the order of\n"
@@ -189,23 +256,26 @@ def python_module(document: dict, policy: SymbolicPolicy) -> str:
             "    return int(chosen) if np.ndim(chosen) == 0 else chosen",
         ]
     function = "means" if policy.continuous else "logits"
-    return "\n".join([
-        f'"""The {document["game"]} policy extracted by insight {document["insight_version"]} from',
-        f'{document["run"]}.',
+    about = "\n".join([
+        f"The {document['game']} policy extracted by insight {document['insight_version']} from",
+        f"{document['run']}:",
+        f"{provenance(document)}.",
         "",
         f"act({signature}) -> " + ("actions in [-1, 1], one per name in ACTIONS." if policy.continuous
                                      else "action index (into ACTIONS)."),
         shapes,
         document["coordinate_convention"],
-        '"""',
+    ])
+    return "\n".join([
+        _docstring(about),
         "",
         "import numpy as np",
         "",
-        f"GAME = {document['game']!r}",
-        f"ACTIONS = {policy.actions!r}",
-        f"OBJECTS = {document['objects']!r}",
-        f"STATE = {document['state']!r}",
-        f"VARIABLES = {[v.name for v in policy.variables]!r}",
+        f"GAME = {ascii(document['game'])}",
+        f"ACTIONS = {ascii(policy.actions)}",
+        f"OBJECTS = {ascii(document['objects'])}",
+        f"STATE = {ascii(document['state'])}",
+        f"VARIABLES = {ascii([v.name for v in policy.variables])}",
         "",
         "",
         f"def {function}({signature}):",
@@ -224,27 +294,45 @@ def python_module(document: dict, policy: SymbolicPolicy) -> str:
     ])
 
 
-def write_exports(directory: Path, policy: SymbolicPolicy, document: dict) -> list[Path]:
+def _check_python_names(policy: SymbolicPolicy) -> None:
+    """Each variable becomes a local of policy.py: it must be an ASCII identifier (Python folds
+    others, "ﬁsh" into "fish"), no keyword, none of the module's own names, and unique."""
+    names = [variable.name for variable in policy.variables]
+    for name in names:
+        if not (name.isascii() and name.isidentifier()) or keyword.iskeyword(name) or name in MODULE_NAMES:
+            raise InsightError(f"the variable {name!r} cannot be a name in policy.py", hint="re-create the dataset "
+                               "with ASCII object names: `insight segment --names names.toml`")
+    if len(set(names)) != len(names):
+        raise InsightError("two variables of the policy have the same name", hint="give the objects distinct names")
+
+
+def _one_line(text: str) -> str:
+    """`text` with newlines, backslashes and anything not ASCII escaped: safe in a comment."""
+    return text.encode("unicode_escape").decode("ascii")
+
+
+def _docstring(text: str) -> str:
+    """`text` as a triple-quoted string literal that reads as itself: with every backslash and
+    quote escaped nothing in it can end the literal early or form an escape."""
+    return '"""' + "\n".join(_one_line(line).replace('"', '\\"') for line in text.split("\n")) + '"""'
+
+
+def write_exports(directory: Path, policy: SymbolicPolicy, document: dict,
+                  extra: dict[str, bytes] | None = None) -> list[Path]:
+    """The four files, and the `extra` ones (name -> contents), as one set: each is written to a
+    temporary, and only when all are written are they renamed into place, policy.json last
+    (what readers go by), so a failure such as a full disk leaves the earlier set whole."""
     directory = Path(directory)
-    texts = (json.dumps(document, indent=2), markdown(document), latex_document(document), python_module(document, policy))
-    return [write_atomically(directory / name, text) for name, text in zip(NAMES, texts)]
-
-
-def load_policy_module(path: Path, game: str, object_names: list[str], state: list[str] | None = None):
-    """Import an exported policy.py (it runs as Python: only load files you trust) and check it
-    was extracted for this game and these objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise InsightError(f"{path} does not exist", hint="run `insight extract-policy` on the run first, or pass --policy")
-    spec = importlib.util.spec_from_file_location("insight_exported_policy", path)
-    module = importlib.util.module_from_spec(spec)
+    texts = (json.dumps(document, indent=2), markdown(document), latex_document(document),
+             python_module(document, policy), *(extra or {}).values())
+    paths = [directory / name for name in (*NAMES, *(extra or {}))]
     try:
-        spec.loader.exec_module(module)
-    except Exception as error:
-        raise InsightError(f"{path} is not a loadable policy module: {type(error).__name__}: {error}") from None
-    if (getattr(module, "GAME", None) != game or list(getattr(module, "OBJECTS", [])) != list(object_names)
-            or list(getattr(module, "STATE", [])) != list(state or [])):
-        raise InsightError(f"{path} was extracted for another game, object set or ego state than this run")
-    if not callable(getattr(module, "act", None)):
-        raise InsightError(f"{path} has no act(coordinates) function")
-    return module
+        with ExitStack() as stack:  # leaving it renames in reverse order of entry: policy.json last
+            streams = [stack.enter_context(atomic_output(path)) for path in paths]
+            for stream, text in zip(streams, texts):
+                # a path's undecodable bytes, as they were
+                stream.write(text if isinstance(text, bytes) else text.encode(errors="surrogateescape"))
+                stream.flush()  # so that closing, after the first rename, has nothing left to fail on
+    except OSError as error:
+        raise InsightError(f"cannot write the policy files in {directory}: {error.strerror or error}") from None
+    return paths

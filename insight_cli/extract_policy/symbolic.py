@@ -7,7 +7,9 @@ threshold, expand exactly (with numpy for a one-layer actor, else with sympy's s
 polynomial ring), drop the expanded terms whose
 coefficient is below the same threshold (every variable lies in [0, 1], so such a term moves
 its polynomial by less than the threshold), and round what is left to a number of significant
-digits. Expansions that could exceed MAX_EXPANDED_TERMS terms are refused before they start.
+digits. Expansions that could exceed MAX_EXPANDED_TERMS terms are refused before they start;
+the search for the least pruning that fits a term budget expands nothing whose term bound
+exceeds SEARCH_TERMS, so it takes seconds on any actor.
 
 Discrete games: each polynomial is an action's logit, the agent takes the largest. Continuous
 games: each is the mean of an action dimension and the action is tanh(mean).
@@ -20,10 +22,12 @@ import math
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import sympy
 import torch
+from scipy import sparse
 from sympy.polys.domains import RR
 from sympy.polys.rings import ring
 
@@ -34,6 +38,10 @@ from insight_cli.train.eql import BINARY, UNARY, EqlActor
 AXES = ("x", "y")
 READABLE_TERMS = 20  # a logit longer than this is reported as unreadable
 MAX_EXPANDED_TERMS = 100_000  # beyond this a logit is unreadable and slow to expand: prune more
+SEARCH_TERMS = 20_000  # the budget search counts a threshold with a larger term bound as too long, unexpanded
+METHODS = ("pruned", "refit")  # where equations come from: the pruned EQL network, or a fit to its decisions
+ACTION_TOLERANCE = 0.05  # continuous actions in [-1, 1] agree when no value differs by more
+EVALUATION_ENTRIES = 4_000_000  # evaluate terms over at most this many (state, term, factor) entries at once
 
 COORDINATE_CONVENTION = (
     "Coordinates are object centres as fractions of the screen: origin at the top-left corner, "
@@ -88,6 +96,21 @@ def join(coordinates: np.ndarray, state: np.ndarray | None = None) -> np.ndarray
     return flat if state is None else np.concatenate([flat, np.asarray(state, np.float64).reshape(len(flat), -1)], axis=1)
 
 
+class States(NamedTuple):
+    """States the EQL actor decided in."""
+
+    inputs: np.ndarray  # (N, V) its inputs (see `join`)
+    decisions: np.ndarray  # (N,) its greedy choices there (continuous: (N, A) actions)
+
+
+def agree(chosen: np.ndarray, reference: np.ndarray, continuous: bool) -> np.ndarray:
+    """(N,) whether two players' decisions agree: the same choice, or (continuous) every action
+    value within ACTION_TOLERANCE."""
+    if not continuous:
+        return np.asarray(chosen) == np.asarray(reference)
+    return (np.abs(np.asarray(chosen) - np.asarray(reference)) <= ACTION_TOLERANCE).all(axis=-1)
+
+
 Monomial = tuple[int, ...]  # the exponent of every variable
 
 
@@ -95,7 +118,8 @@ Monomial = tuple[int, ...]  # the exponent of every variable
 class SymbolicPolicy:
     """Action logits (continuous: means) as polynomials: terms[a] maps a monomial to its
     (rounded) coefficient. Methods take (B, V) inputs (see `join`), or (B, K, 4, 2)
-    coordinates when the policy has no ego state."""
+    coordinates when the policy has no ego state. `method` says where the terms come from
+    (METHODS); `threshold` is the pruning of a pruned network (0 for a refit)."""
 
     variables: list[Variable]
     actions: list[str]
@@ -103,6 +127,7 @@ class SymbolicPolicy:
     threshold: float
     digits: int
     continuous: bool = False
+    method: str = "pruned"
 
     @cached_property
     def symbols(self) -> list[sympy.Symbol]:
@@ -149,16 +174,40 @@ class SymbolicPolicy:
         used = {index for terms in self.terms for monomial in terms for index, e in enumerate(monomial) if e}
         return [variable for index, variable in enumerate(self.variables) if index in used]
 
-    def logits(self, inputs: np.ndarray) -> np.ndarray:
-        """(B, V) inputs -> (B, A) logits (continuous: means), from the rounded coefficients."""
-        inputs = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
-        out = np.zeros((len(inputs), len(self.actions)))
+    @cached_property
+    def _tables(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every distinct monomial as the indices of its factors (T, D) into the inputs with a
+        constant 1 appended (index V, also the padding of shorter monomials), and the
+        coefficients (A, T): thousands of terms evaluate as a few array operations."""
+        monomials = sorted({monomial for terms in self.terms for monomial in terms})
+        exponents = np.asarray(monomials, dtype=np.int64).reshape(len(monomials), len(self.variables))
+        degree = max(int(exponents.sum(axis=1).max(initial=0)), 1)
+        factors = np.full((len(monomials), degree), len(self.variables), dtype=np.int64)
+        for row, powers in enumerate(exponents):
+            indices = np.repeat(np.arange(len(powers)), powers)
+            factors[row, : len(indices)] = indices
+        position = {monomial: index for index, monomial in enumerate(monomials)}
+        coefficients = np.zeros((len(self.actions), len(monomials)))
         for action, terms in enumerate(self.terms):
             for monomial, coefficient in terms.items():
-                value = np.full(len(inputs), coefficient)
-                for index in np.flatnonzero(monomial):
-                    value *= inputs[:, index] ** monomial[index]
-                out[:, action] += value
+                coefficients[action, position[monomial]] = coefficient
+        return factors, coefficients
+
+    def _factor_values(self, inputs: np.ndarray):
+        """(B, V) -> chunks of (rows, (b, T, D) the value of every factor of every term)."""
+        inputs = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
+        augmented = np.concatenate([inputs, np.ones((len(inputs), 1))], axis=1)
+        factors, _ = self._tables
+        step = max(1, EVALUATION_ENTRIES // max(1, factors.size))
+        for start in range(0, len(inputs), step):
+            yield slice(start, start + step), augmented[start : start + step][:, factors]
+
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        """(B, V) inputs -> (B, A) logits (continuous: means), from the rounded coefficients."""
+        _, coefficients = self._tables
+        out = np.zeros((len(inputs), len(self.actions)))
+        for rows, values in self._factor_values(inputs):
+            out[rows] = values.prod(axis=2) @ coefficients.T
         return out
 
     def act(self, coordinates: np.ndarray, state: np.ndarray | None = None) -> np.ndarray:
@@ -171,17 +220,19 @@ class SymbolicPolicy:
         return np.tanh(scores) if self.continuous else scores.argmax(axis=-1)
 
     def logit_gradients(self, inputs: np.ndarray) -> np.ndarray:
-        """(B, V) -> (B, A, V): d logit_a / d variable_v (continuous: d mean_a / d variable_v), exactly."""
-        inputs = np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
-        out = np.zeros((len(inputs), len(self.actions), inputs.shape[1]))
-        for action, terms in enumerate(self.terms):
-            for monomial, coefficient in terms.items():
-                powers = np.asarray(monomial)
-                for index in np.flatnonzero(powers):
-                    lowered = powers.copy()
-                    lowered[index] -= 1
-                    out[:, action, index] += coefficient * powers[index] * np.prod(inputs**lowered, axis=1)
-        return out
+        """(B, V) -> (B, A, V): d logit_a / d variable_v (continuous: d mean_a / d variable_v), exactly.
+        A term's derivative is, for each of its factors on that variable, the product of the others."""
+        factors, coefficients = self._tables
+        n_variables, (n_terms, degree) = len(self.variables), factors.shape
+        out = np.zeros((len(inputs), len(self.actions), n_variables + 1))
+        for rows, values in self._factor_values(inputs):
+            for position in range(degree):
+                others = np.delete(values, position, axis=2).prod(axis=2)  # (b, T)
+                onto = sparse.csr_matrix((np.ones(n_terms), (np.arange(n_terms), factors[:, position])),
+                                         shape=(n_terms, n_variables + 1))  # term -> the variable of this factor
+                weighted = (others[:, None, :] * coefficients[None]).reshape(-1, n_terms)  # (b * A, T)
+                out[rows] += np.asarray(onto.T @ weighted.T).T.reshape(len(values), len(self.actions), -1)
+        return out[:, :, :n_variables]  # the appended constant has no gradient to report
 
     def sensitivities(self, inputs: np.ndarray) -> np.ndarray:
         """(B, V) -> (B, A, V): how each variable moves each action where the agent is: d log p(a)
@@ -198,7 +249,8 @@ class SymbolicPolicy:
         return exp / exp.sum(axis=1, keepdims=True)
 
 
-def _round(value: float, digits: int) -> float:
+def round_to(value: float, digits: int) -> float:
+    """`value` to `digits` significant digits."""
     return float(f"{value:.{digits}g}")
 
 
@@ -278,11 +330,12 @@ def term_bound(actor: EqlActor, n_variables: int, threshold: float) -> int:
     return max(bounds, default=1)
 
 
-def expand(actor: EqlActor, n_variables: int, threshold: float) -> list[dict[Monomial, float]]:
+def expand(actor: EqlActor, n_variables: int, threshold: float,
+           limit: int = MAX_EXPANDED_TERMS) -> list[dict[Monomial, float]]:
     """The pruned actor's logits, expanded exactly: one {monomial: coefficient} per action.
-    Raises TooManyTerms rather than start an expansion that could exceed MAX_EXPANDED_TERMS."""
+    Raises TooManyTerms rather than start an expansion that could exceed `limit` terms."""
     bound = term_bound(actor, n_variables, threshold)
-    if bound > MAX_EXPANDED_TERMS:
+    if bound > limit:
         raise TooManyTerms(bound)
     if len(actor.layers) == 1:
         fast = _expand_one_layer(actor, n_variables, threshold)
@@ -388,10 +441,12 @@ class Interface:
     continuous: bool = False
 
 
-def _build(actor: EqlActor, interface: Interface, threshold: float, digits: int) -> SymbolicPolicy:
+def _build(actor: EqlActor, interface: Interface, threshold: float, digits: int,
+           limit: int = MAX_EXPANDED_TERMS) -> SymbolicPolicy:
     terms = []
-    for logit in expand(actor, len(interface.variables), threshold):  # a term below the threshold moves its logit by less
-        kept = {m: _round(c, digits) for m, c in logit.items() if abs(c) >= threshold}
+    for logit in expand(actor, len(interface.variables), threshold, limit):
+        # a term below the threshold moves its logit by less
+        kept = {m: round_to(c, digits) for m, c in logit.items() if abs(c) >= threshold}
         terms.append({m: c for m, c in kept.items() if c != 0.0})
     return SymbolicPolicy(interface.variables, list(interface.actions), terms, threshold, digits, interface.continuous)
 
@@ -407,44 +462,61 @@ def extract(actor: EqlActor, interface: Interface, threshold: float, digits: int
     except TooManyTerms as error:
         raise InsightError(
             f"--threshold {threshold:g} leaves a logit with up to {error.bound:,} terms, too many to expand or read",
-            hint="prune more: a larger --threshold, or --max-terms N",
+            hint="prune more: a larger --threshold, or a term budget --max-terms N",
         ) from None
     if not policy.used_variables:
         raise InsightError(
             f"--threshold {threshold:g} prunes every variable from the policy "
             f"(the largest EQL weight is {_largest_weight(actor):.3g})",
-            hint="use a smaller --threshold, or --max-terms to find one",
+            hint="use a smaller --threshold, or a term budget --max-terms N",
         )
     return policy
 
 
-def smallest_pruning(actor: EqlActor, interface: Interface, max_terms: int, digits: int, floor: float,
-                     steps: int = 48) -> SymbolicPolicy:
-    """The least pruning that leaves every action at most `max_terms` terms: bisection over
-    thresholds on a geometric grid from `floor` to just above the largest weight (where
-    everything is pruned), assuming more pruning never adds terms."""
-    largest = _largest_weight(actor)
-    grid = np.geomspace(min(max(floor, largest * 1e-6), largest), largest * 1.001, steps)
-    policies: dict[int, SymbolicPolicy] = {}
+def extract_within(actor: EqlActor, interface: Interface, threshold: float, digits: int,
+                   limit: int) -> SymbolicPolicy | None:
+    """The actor pruned at `threshold` and expanded, if its term bound is at most `limit`."""
+    try:
+        return _build(actor, interface, threshold, digits, limit)
+    except TooManyTerms:
+        return None
 
-    def pruned_enough(index: int) -> bool:
-        try:
-            policies[index] = _build(actor, interface, float(grid[index]), digits)
-        except TooManyTerms:
-            return False
-        return not policies[index].used_variables or max(policies[index].term_counts) <= max_terms
 
-    failing, passing = -1, len(grid) - 1  # everything is pruned at the last threshold
-    while passing - failing > 1:
-        middle = (failing + passing) // 2
-        if pruned_enough(middle):
-            passing = middle
-        else:
-            failing = middle
-    policy = policies.get(passing) or _build(actor, interface, float(grid[passing]), digits)
-    if not policy.used_variables:
-        raise InsightError(
-            f"no threshold leaves every action at most {max_terms} terms without pruning every variable",
-            hint="allow more terms with a larger --max-terms",
-        )
-    return policy
+class PruningSearch:
+    """The least pruning that leaves every action at most N terms, for any number of budgets N:
+    bisection over one geometric grid of thresholds from `floor` to just above the largest
+    weight (where everything is pruned), assuming more pruning never adds terms. Each
+    threshold is expanded at most once for all budgets, and none whose term bound exceeds
+    `limit`: it counts as too many terms (a term bound that large leaves thousands)."""
+
+    def __init__(self, actor: EqlActor, interface: Interface, digits: int, floor: float, limit: int = SEARCH_TERMS,
+                 steps: int = 48):
+        largest = _largest_weight(actor)
+        self.actor, self.interface, self.digits, self.limit = actor, interface, digits, limit
+        self.grid = np.geomspace(min(max(floor, largest * 1e-6), largest), largest * 1.001, steps)
+        self._policies: dict[int, SymbolicPolicy | None] = {}
+
+    def _policy(self, index: int) -> SymbolicPolicy | None:
+        """The policy pruned at grid[index]; None when its expansion could exceed the limit."""
+        if index not in self._policies:
+            self._policies[index] = extract_within(self.actor, self.interface, float(self.grid[index]), self.digits,
+                                                   self.limit)
+        return self._policies[index]
+
+    def fitting(self, max_terms: int) -> SymbolicPolicy | None:
+        """The least-pruned policy whose every action has at most `max_terms` terms; None when
+        every such threshold prunes every variable."""
+
+        def pruned_enough(index: int) -> bool:
+            policy = self._policy(index)
+            return policy is not None and (not policy.used_variables or max(policy.term_counts) <= max_terms)
+
+        failing, passing = -1, len(self.grid) - 1  # everything is pruned at the last threshold
+        while passing - failing > 1:
+            middle = (failing + passing) // 2
+            if pruned_enough(middle):
+                passing = middle
+            else:
+                failing = middle
+        policy = self._policy(passing)
+        return policy if policy.used_variables else None

@@ -1,1 +1,1 @@
-"""The perception module shared by pretrain and train: network and losses (DESIGN §3)."""
+"""The perception module shared by pretrain and train: network and losses (docs/design.md §8)."""

@@ -1,4 +1,4 @@
-"""Perception losses (DESIGN §3), pure functions on tensors, shared by pretrain and train.
+"""Perception losses (docs/design.md §8), pure functions on tensors, shared by pretrain and train.
 
 Shapes: B samples, K object slots, 4 frames.
 """

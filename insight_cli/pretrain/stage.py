@@ -1,4 +1,4 @@
-"""`insight pretrain`: distil the segmenter's objects into the perception CNN (DESIGN §3)."""
+"""`insight pretrain`: distil the segmenter's objects into the perception CNN (docs/design.md §8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`insight segment`: game frames -> the frame-symbol dataset (DESIGN §2)."""
+"""`insight segment`: game frames -> the frame-symbol dataset (docs/design.md §6)."""
 
 from __future__ import annotations
 

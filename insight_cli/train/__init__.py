@@ -1,1 +1,1 @@
-"""`insight train`: PPO with neural guidance, an EQL actor and perception refinement (DESIGN §4)."""
+"""`insight train`: PPO with neural guidance, an EQL actor and perception refinement (docs/design.md §9)."""

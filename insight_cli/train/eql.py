@@ -1,5 +1,5 @@
 """The equation learner (EQL): a network whose units are named primitives, so a trained,
-sparse actor reads as a short equation over object coordinates (DESIGN §4).
+sparse actor reads as a short equation over object coordinates (docs/design.md §9).
 
 A symbolic layer maps its inputs linearly onto the arguments of a bank of primitives:
     unary  square(u) = u^2, cube(u) = u^3, constant(u) = 1, identity(u) = u

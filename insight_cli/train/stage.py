@@ -1,5 +1,5 @@
 """`insight train`: the training loop around `ppo_update`: rollouts, evaluation, logging,
-checkpoints, resume and data-parallel ranks (DESIGN §4)."""
+checkpoints, resume and data-parallel ranks (docs/design.md §9)."""
 
 from __future__ import annotations
 
@@ -193,7 +193,7 @@ def _claimed(run_dir: Path, config: TrainConfig, main: bool):
         raise InsightError(f"{run_dir} already holds a run",
                            hint="--resume continues it, --force replaces it, or choose another --run-name")
     ensure_writable(run_dir / "run.ckpt")
-    existed = run_dir.exists()
+    created = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]  # deepest first
     run_dir.mkdir(parents=True, exist_ok=True)
     lock = run_dir / LOCK
     try:
@@ -211,8 +211,10 @@ def _claimed(run_dir: Path, config: TrainConfig, main: bool):
         yield
     finally:
         lock.unlink(missing_ok=True)
-        if not existed and not any(run_dir.iterdir()):
-            run_dir.rmdir()
+        for folder in created:  # a train that saved nothing leaves no empty folders
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()
 
 
 def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.Ranks, run_dir: Path) -> TrainResult:

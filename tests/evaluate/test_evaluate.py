@@ -36,7 +36,7 @@ def test_scores_table_and_video(catch_run, tmp_path):
 def test_the_exported_equations_play_like_the_eql_actor(catch_run, tmp_path):
     """Extracted without pruning or rounding, the equations choose as the EQL actor does, so
     the same episodes give the same scores."""
-    extract(ExtractConfig(checkpoint=catch_run, threshold=0.0, digits=15, episodes=0, out=tmp_path, device="cpu"))
+    extract(ExtractConfig(checkpoint=catch_run, max_terms=None, threshold=0.0, digits=15, episodes=0, out=tmp_path, device="cpu"))
     settings = dict(checkpoint=catch_run, episodes=4, out=tmp_path, device="cpu", seed=3)
     symbolic = run(EvaluateConfig(actor="symbolic", policy=tmp_path / "policy.json", **settings)).summary
     eql = run(EvaluateConfig(actor="eql", **settings)).summary

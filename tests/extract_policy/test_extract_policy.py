@@ -1,12 +1,18 @@
 import json
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from insight_cli.checkpoint import load_checkpoint, save_checkpoint
 from insight_cli.cli import app
 from insight_cli.errors import InsightError, UsageError
+from insight_cli.evaluate.stage import EvaluateConfig
+from insight_cli.evaluate.stage import run as evaluate
+from insight_cli.extract_policy import MAX_TERMS
+from insight_cli.extract_policy.export import read_policy
+from insight_cli.extract_policy.rollouts import Player
 from insight_cli.extract_policy.stage import ExtractConfig, run
 
 runner = CliRunner()
@@ -57,25 +63,105 @@ def test_run_without_an_eql_actor(catch_run, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_by_default_the_equations_fit_ten_terms_and_the_tradeoff_is_measured(catch_run, tmp_path):
+    result = run(ExtractConfig(checkpoint=catch_run, out=tmp_path, device="cpu"))
+    assert max(result.policy.term_counts) <= MAX_TERMS and result.fidelity["rollout_fidelity"] >= 0.95
+    assert result.left_out == {"y_paddle_1..4": "never moves"}  # the paddle stays on the bottom row
+    assert {v.object for v in result.policy.used_variables} == {"ball", "paddle"}
+    assert [(row["method"], row["budget"]) for row in result.tradeoff if row["chosen"]] == [(result.policy.method, 10)]
+
+    pruned = sorted((row for row in result.tradeoff if row["method"] == "pruned" and row["budget"]),
+                    key=lambda row: row["budget"])
+    assert {row["budget"] for row in pruned} >= {2, 5, 10, 20}
+    assert all(row["terms"] <= row["budget"] for row in pruned)
+    assert [row["terms"] for row in pruned] == sorted(row["terms"] for row in pruned)  # more budget, never fewer terms
+    thresholds = [row["threshold"] for row in pruned]
+    assert thresholds == sorted(thresholds, reverse=True)  # and never more pruning
+    assert any(row["budget"] is None for row in result.tradeoff)  # the whole network is small enough to measure
+
+    assert pq.read_table(tmp_path / "policy_tradeoff.parquet").to_pylist() == result.tradeoff
+    assert (tmp_path / "policy_tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    document = json.loads((tmp_path / "policy.json").read_text())
+    assert document["method"] == result.policy.method and document["tradeoff"] == result.tradeoff
+    assert document["left_out"] == result.left_out and document["max_terms"] == 10
+
+
+def test_a_refit_round_trips_through_policy_py_and_the_symbolic_actor(catch_run, tmp_path, monkeypatch):
+    seeds = []  # who played from which seed: the refit's rounds must not see the states fidelity is measured on
+    real = Player.play
+    monkeypatch.setattr(Player, "play", lambda self, policy, seed: seeds.append((policy, seed)) or real(self, policy, seed))
+    result = run(ExtractConfig(checkpoint=catch_run, fit="refit", refit_rounds=2, max_steps=100, out=tmp_path,
+                               device="cpu"))
+    fitted_on = [seed for policy, seed in seeds if seed != 0]
+    assert len(fitted_on) == 2 and all(seed >= 2 for seed in fitted_on)  # 2 rounds, apart from seeds 0 and 1
+    assert {seed for _, seed in seeds} - set(fitted_on) == {0}  # every measurement from the EQL actor's start
+    assert result.fidelity["rollout_states"] <= 2 * 100  # two episodes cut at --max-steps
+    policy = result.policy
+    assert policy.method == "refit" and max(policy.term_counts) <= MAX_TERMS
+    assert {row["method"] for row in result.tradeoff} == {"refit", "pruned"}  # refits, and the whole network
+    refits = sorted((row for row in result.tradeoff if row["method"] == "refit"), key=lambda row: row["budget"])
+    assert [row["budget"] for row in refits] == [1, 2, 3, 5, 10, 20]
+    assert [row["terms"] for row in refits] == sorted(row["terms"] for row in refits)
+    assert all(row["terms"] <= row["budget"] for row in refits)
+    assert result.fidelity["held_out_fidelity"] >= 0.9 and result.fidelity["rollout_fidelity"] >= 0.9
+
+    loaded, document = read_policy(tmp_path / "policy.json")
+    assert loaded.method == "refit" and loaded.terms == policy.terms
+    assert "refitted to the EQL actor's decisions" in (tmp_path / "policy.md").read_text()
+    namespace: dict = {}
+    exec((tmp_path / "policy.py").read_text(), namespace)
+    assert "refitted" in namespace["__doc__"]
+    coordinates = np.random.default_rng(0).random((50, 2, 4, 2))
+    np.testing.assert_array_equal(namespace["act"](coordinates), policy.act(coordinates))
+
+    settings = dict(checkpoint=catch_run, episodes=2, out=tmp_path / "evaluation", device="cpu")
+    symbolic = evaluate(EvaluateConfig(actor="symbolic", policy=tmp_path / "policy.json", **settings)).summary
+    eql = evaluate(EvaluateConfig(actor="eql", **settings)).summary
+    assert symbolic["episodes"] == 2 and symbolic["mean"] == pytest.approx(eql["mean"], abs=2.0)
+
+
+def test_pruning_alone_that_cannot_fit_the_budget_is_an_error(catch_run, tmp_path):
+    with pytest.raises(InsightError, match="at most 1 terms"):  # RIGHT needs the ball and the paddle
+        run(ExtractConfig(checkpoint=catch_run, max_terms=1, fit="prune", episodes=0, out=tmp_path, device="cpu"))
+    assert not any(tmp_path.iterdir())
+
+
 def test_threshold_that_prunes_everything(catch_run, tmp_path):
     with pytest.raises(InsightError, match="prunes every variable"):
-        run(ExtractConfig(checkpoint=catch_run, threshold=1e6, out=tmp_path, device="cpu"))
+        run(ExtractConfig(checkpoint=catch_run, max_terms=None, threshold=1e6, out=tmp_path, device="cpu"))
     assert not any(tmp_path.iterdir())
-    with pytest.raises(UsageError, match="--digits"):
-        run(ExtractConfig(checkpoint=catch_run, digits=0, out=tmp_path, device="cpu"))
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(digits=0), "--digits"),
+    (dict(fit="refit", max_terms=None), "--fit refit needs a term budget"),
+    (dict(fit="distil"), "--fit must be one of"),
+    (dict(min_fidelity=1.5), "--min-fidelity"),
+    (dict(max_steps=0), "--max-steps"),
+])
+def test_bad_settings_are_usage_errors(catch_run, tmp_path, settings, message):
+    with pytest.raises(UsageError, match=message):
+        run(ExtractConfig(checkpoint=catch_run, out=tmp_path, device="cpu", **settings))
 
 
 def test_cli(catch_run, tmp_path):
-    result = runner.invoke(app, ["extract-policy", str(catch_run), "--max-terms", "4", "--episodes", "1",
-                                 "--out", str(tmp_path), "--device", "cpu"])
+    result = runner.invoke(app, ["extract-policy", str(catch_run), "--episodes", "1", "--out", str(tmp_path),
+                                 "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "RIGHT" in result.output and "fidelity" in result.output and "policy.py" in result.output
-    result = runner.invoke(app, ["extract-policy", str(catch_run), "--threshold", "1e6", "--out", str(tmp_path / "x")])
+    assert "length against fidelity" in result.output and "policy_tradeoff.png" in result.output
+    assert "variables used: " in result.output and "left out: y_paddle_1..4 (never moves)" in result.output
+    result = runner.invoke(app, ["extract-policy", str(catch_run), "--max-terms", "none", "--threshold", "1e6",
+                                 "--out", str(tmp_path / "x")])
     assert result.exit_code == 1 and "prunes every variable" in result.output
     assert len(result.output.strip().splitlines()) <= 2
+    result = runner.invoke(app, ["extract-policy", str(catch_run), "--max-terms", "0"])
+    assert result.exit_code == 2 and "at least 1" in result.output
 
 
-def test_fidelity_is_reported_against_the_eql_actor(catch_run, tmp_path):
-    """Heavier pruning can only cost fidelity: the unpruned expansion agrees everywhere."""
-    exact = run(ExtractConfig(checkpoint=catch_run, threshold=0.0, digits=15, episodes=0, out=tmp_path, device="cpu"))
-    assert exact.fidelity["held_out_fidelity"] == 1.0 and exact.returns == {}
+def test_the_whole_network_on_request_agrees_with_the_eql_actor(catch_run, tmp_path):
+    """Unpruned and unrounded, the expansion is the actor itself."""
+    exact = run(ExtractConfig(checkpoint=catch_run, max_terms=None, threshold=0.0, digits=15, episodes=0, out=tmp_path,
+                              device="cpu"))
+    assert exact.fidelity["held_out_fidelity"] == 1.0 and exact.returns == {} and exact.left_out == {}
+    assert [(row["budget"], row["chosen"]) for row in exact.tradeoff if row["chosen"]] == [(None, True)]

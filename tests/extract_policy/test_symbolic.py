@@ -6,7 +6,7 @@ from support import toward_the_ball
 from insight_cli.errors import InsightError
 from insight_cli.extract_policy import symbolic
 from insight_cli.extract_policy.export import markdown, policy_document, python_module, read_policy, write_exports
-from insight_cli.extract_policy.symbolic import Interface, expand, extract, smallest_pruning, term_bound, variables_for
+from insight_cli.extract_policy.symbolic import Interface, PruningSearch, expand, extract, term_bound, variables_for
 from insight_cli.train.eql import EqlActor, EqlConfig
 
 OBJECTS, ACTIONS = ["ball", "paddle"], ["NOOP", "RIGHT", "LEFT"]
@@ -64,16 +64,39 @@ def test_threshold_that_prunes_everything_is_an_error():
         extract(toward_the_ball(OBJECTS, noise=0.009), INTERFACE, threshold=5.0, digits=3)
 
 
-def test_max_terms_finds_the_least_pruning_that_fits():
+def test_a_term_budget_finds_the_least_pruning_that_fits():
     eql = toward_the_ball(OBJECTS, noise=0.3)
     assert max(extract(eql, INTERFACE, threshold=0.01, digits=3).term_counts) > 100
-    policy = smallest_pruning(eql, INTERFACE, max_terms=2, digits=3, floor=0.01)
+    policy = PruningSearch(eql, INTERFACE, digits=3, floor=0.01).fitting(2)
     assert policy.term_counts == [0, 2, 2] and 0.3 <= policy.threshold < 1.0
     # A little less pruning would break the limit: the search stopped at the least.
     looser = extract(eql, INTERFACE, threshold=policy.threshold * 0.85, digits=3)
     assert max(looser.term_counts) > 2
-    with pytest.raises(InsightError, match="at most 1 terms"):
-        smallest_pruning(toward_the_ball(OBJECTS, noise=0.0), INTERFACE, max_terms=1, digits=3, floor=0.001)
+    # One term per action leaves no variable: RIGHT needs both the ball's x and the paddle's.
+    assert PruningSearch(toward_the_ball(OBJECTS, noise=0.0), INTERFACE, digits=3, floor=0.001).fitting(1) is None
+
+
+def test_the_budget_search_expands_nothing_beyond_its_limit_and_is_monotone(monkeypatch):
+    torch.manual_seed(0)
+    eql = EqlActor(EqlConfig(19 * 8, 6))  # Pong-sized: 19 objects, 152 inputs, barely trained
+    interface = Interface(variables_for([f"o{i}" for i in range(19)]), list("abcdef"))
+    bounds = []
+    real = symbolic.expand
+
+    def counted(actor, n_variables, threshold, limit=symbolic.MAX_EXPANDED_TERMS):
+        bounds.append(term_bound(actor, n_variables, threshold))
+        return real(actor, n_variables, threshold, limit)
+
+    monkeypatch.setattr(symbolic, "expand", counted)
+    search = PruningSearch(eql, interface, digits=3, floor=0.01, limit=2000)
+    found = {budget: search.fitting(budget) for budget in (1, 2, 5, 10, 50, 200)}
+    expanded = [bound for bound in bounds if bound <= 2000]
+    assert max(bounds) > 2000 and len(expanded) < len(bounds)  # large ones were refused before expanding
+    assert len(bounds) <= 2 * len(search.grid)  # each threshold at most once for all budgets (plus refusals)
+    fitted = [(budget, policy) for budget, policy in found.items() if policy is not None]
+    assert fitted and all(max(policy.term_counts) <= budget for budget, policy in fitted)
+    thresholds = [policy.threshold for _, policy in fitted]
+    assert thresholds == sorted(thresholds, reverse=True)  # a larger budget never prunes more
 
 
 def test_the_numpy_and_the_polynomial_ring_expansions_agree(monkeypatch):
@@ -104,8 +127,8 @@ def test_a_barely_trained_driving_actor_still_gives_short_equations():
     torch.manual_seed(0)
     eql = EqlActor(EqlConfig(13 * 8 + 19, 2, inverse_temperature=1.0))
     variables = variables_for([f"o{i}" for i in range(13)], {f"ego_{i}": "" for i in range(19)})
-    policy = smallest_pruning(eql, Interface(variables, ["steering", "throttle"], continuous=True), max_terms=8, digits=3,
-                              floor=0.01)
+    policy = PruningSearch(eql, Interface(variables, ["steering", "throttle"], continuous=True), digits=3,
+                           floor=0.01).fitting(8)
     assert max(policy.term_counts) <= 8 and policy.used_variables
 
 
