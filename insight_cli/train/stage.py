@@ -10,7 +10,7 @@ import signal
 import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -240,8 +240,7 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
                 hint="pretrain again on this dataset, or pass the matching --dataset",
             )
         slots = [{"track_id": o["track_id"], "name": o["name"]} for o in pretrained.meta["objects"]]
-        perception_config = PerceptionConfig(pretrained.config["n_objects"], pretrained.config["hidden"], config.threshold,
-                                             pretrained.config.get("encoder", "insight"))
+        perception_config = replace(PerceptionConfig.from_dict(pretrained.config), threshold=config.threshold)
         perception_state = pretrained.state["model"]
     data = decode(dataset, slots, device)
     weights = object_weights(data.frequency)
