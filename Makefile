@@ -21,10 +21,13 @@ $(VENV)/.installed: pyproject.toml
 # stage on Pong with the demo preset's tiny budgets (no learning: it shows the Pong pipeline).
 demo: install
 	$(BIN)/insight games
-	$(BIN)/insight pipeline --game Catch --preset cpu --total-steps 60000 --lr 1e-3 --device cpu
+	$(BIN)/insight pipeline --game Catch --preset cpu --epochs 20 --total-steps 60000 --lr 1e-3 --device cpu
 	$(BIN)/insight pipeline --game Pong --preset demo --device cpu
 
+# Lint and format check first (seconds), then the suite.
 test: install
+	$(BIN)/ruff check insight_cli tests benchmarks
+	$(BIN)/ruff format --check insight_cli tests benchmarks
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: install

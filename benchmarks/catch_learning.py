@@ -22,7 +22,6 @@ import torch
 
 from insight_cli.evaluate.episodes import agent_actor, play_episodes
 from insight_cli.games import get_game
-
 from insight_cli.pretrain.stage import PretrainConfig
 from insight_cli.pretrain.stage import run as pretrain
 from insight_cli.segment.stage import SegmentConfig
@@ -42,20 +41,61 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     root = Path(tempfile.mkdtemp(prefix="catch-learning-"))
     segment(SegmentConfig(game="Catch", frames=400, seed=1, out=root / "dataset"))
-    pretrain(PretrainConfig(game="Catch", dataset=root / "dataset", out=root / "perception.ckpt", epochs=30, hidden=256,
-                            batch_size=16, device="cpu"))
+    pretrain(
+        PretrainConfig(
+            game="Catch",
+            dataset=root / "dataset",
+            out=root / "perception.ckpt",
+            epochs=30,
+            hidden=256,
+            batch_size=16,
+            device="cpu",
+        )
+    )
     for seed in args.seeds:
         start = time.perf_counter()
-        result = train(TrainConfig(game="Catch", load_cnn=True, freeze_cnn=True, perception=root / "perception.ckpt",
-                                   dataset=root / "dataset", runs_dir=root / "runs", run_name=f"seed{seed}", num_steps=32,
-                                   lr=1e-3, reg_weight=args.reg_weight, total_steps=args.steps, eval_episodes=8, eval_every=0.1, device="cpu", seed=seed))
+        result = train(
+            TrainConfig(
+                game="Catch",
+                load_cnn=True,
+                freeze_cnn=True,
+                perception=root / "perception.ckpt",
+                dataset=root / "dataset",
+                runs_dir=root / "runs",
+                run_name=f"seed{seed}",
+                num_steps=32,
+                lr=1e-3,
+                reg_weight=args.reg_weight,
+                total_steps=args.steps,
+                eval_episodes=8,
+                eval_every=0.1,
+                device="cpu",
+                seed=seed,
+            )
+        )
         rows = pq.read_table(root / "runs" / f"seed{seed}" / "metrics.parquet").to_pylist()
         evaluations = [row["eval/eql_return"] for row in rows if row.get("eval/eql_return") is not None]
         agent, _ = load_agent(result.checkpoint, torch.device("cpu"))
-        final = {actor: float(np.mean(play_episodes(agent_actor(agent, actor), get_game("Catch"), 16, seed=7,
-                                                    device=torch.device("cpu")).returns)) for actor in ("neural", "eql")}
-        print(json.dumps({"seed": seed, "minutes": round((time.perf_counter() - start) / 60, 1),
-                          "eql_eval_returns": [round(value, 1) for value in evaluations], "final_greedy": final}))
+        final = {
+            actor: float(
+                np.mean(
+                    play_episodes(
+                        agent_actor(agent, actor), get_game("Catch"), 16, seed=7, device=torch.device("cpu")
+                    ).returns
+                )
+            )
+            for actor in ("neural", "eql")
+        }
+        print(
+            json.dumps(
+                {
+                    "seed": seed,
+                    "minutes": round((time.perf_counter() - start) / 60, 1),
+                    "eql_eval_returns": [round(value, 1) for value in evaluations],
+                    "final_greedy": final,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    envs = {backend: make_vector_env(args.game, args.num_envs, seed=0, backend=backend) for backend in ("ale", "gymnasium")}
+    envs = {
+        backend: make_vector_env(args.game, args.num_envs, seed=0, backend=backend) for backend in ("ale", "gymnasium")
+    }
     rng = np.random.default_rng(0)
     actions = rng.integers(0, len(envs["ale"].action_meanings), size=(args.steps, args.num_envs))
     samples: dict[str, list[float]] = {backend: [] for backend in envs}

@@ -52,27 +52,46 @@ def main() -> None:
     os.environ.setdefault("OPENAI_API_KEY", "local")
     model = args.model or first_model(args.base_url)
     started = time.perf_counter()
-    result = run(ExplainConfig(checkpoint=args.checkpoint, llm=model, base_url=args.base_url, decisions=args.decisions,
-                               simulate=args.simulate, max_tokens=args.max_tokens, context_tokens=args.context_tokens,
-                               timeout=args.timeout, retries=1, out=args.out, device="cpu"))
+    result = run(
+        ExplainConfig(
+            checkpoint=args.checkpoint,
+            llm=model,
+            base_url=args.base_url,
+            decisions=args.decisions,
+            simulate=args.simulate,
+            max_tokens=args.max_tokens,
+            context_tokens=args.context_tokens,
+            timeout=args.timeout,
+            retries=1,
+            out=args.out,
+            device="cpu",
+        )
+    )
     seconds = time.perf_counter() - started
     document, check = result.document, result.faithfulness
     answers = document["policy"] + document["decisions"]
     blocks = [answer["claims_block"]["status"] for answer in answers]
     prompts = [answer["prompt_tokens"] for answer in answers if answer["prompt_tokens"]]
     print(f"model {model} at {args.base_url}: {seconds:.0f} s, claims as {document['output_format']}")
-    print(f"claims blocks: {', '.join(f'{blocks.count(s)} {s}' for s in dict.fromkeys(blocks))}; "
-          f"{check['truncated']} of {len(answers)} answers cut off at --max-tokens {args.max_tokens}; "
-          f"largest prompt {max(prompts, default=0):,} tokens of {args.context_tokens:,}; "
-          f"{sum(answer['left_out'] for answer in answers)} exchanges left out to fit")
-    print(f"faithfulness: {check['claims']} claims, {check['supported']} supported, {check['contradicted']} contradicted, "
-          f"{check['unsupported']} unsupported; {check['disagreements']} where the prose and the claims blocks disagree")
+    print(
+        f"claims blocks: {', '.join(f'{blocks.count(s)} {s}' for s in dict.fromkeys(blocks))}; "
+        f"{check['truncated']} of {len(answers)} answers cut off at --max-tokens {args.max_tokens}; "
+        f"largest prompt {max(prompts, default=0):,} tokens of {args.context_tokens:,}; "
+        f"{sum(answer['left_out'] for answer in answers)} exchanges left out to fit"
+    )
+    print(
+        f"faithfulness: {check['claims']} claims, {check['supported']} supported, {check['contradicted']} "
+        "contradicted, "
+        f"{check['unsupported']} unsupported; {check['disagreements']} where the prose and the claims blocks disagree"
+    )
     tested = check["counterfactuals"]
     print(f"counterfactuals: {tested['confirmed']} of {tested['checked']} confirmed")
     score = check["simulatability"]
     if score:
-        print(f"simulatability: {score['accuracy']:.1%} of {score['states']} states (chance {score['chance']:.1%}, "
-              f"always {score['majority_action']} {score['majority']:.1%})")
+        print(
+            f"simulatability: {score['accuracy']:.1%} of {score['states']} states (chance {score['chance']:.1%}, "
+            f"always {score['majority_action']} {score['majority']:.1%})"
+        )
 
 
 if __name__ == "__main__":

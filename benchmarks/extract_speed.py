@@ -30,8 +30,11 @@ from insight_cli.extract_policy.symbolic import Interface, States, variables_for
 from insight_cli.extract_policy.tradeoff import Judge
 from insight_cli.train.eql import EqlActor, EqlConfig
 
-PONG_OBJECTS = ["score_enemy", "score_player", "player", "enemy", "ball"] + [f"bird{i}" for i in range(4)] + [
-    f"wall{i}" for i in range(10)]
+PONG_OBJECTS = (
+    ["score_enemy", "score_player", "player", "enemy", "ball"]
+    + [f"bird{i}" for i in range(4)]
+    + [f"wall{i}" for i in range(10)]
+)
 PONG_ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
 DRIVING_INPUTS = 13 * 8 + 19
 
@@ -51,11 +54,21 @@ def default_path(eql: EqlActor) -> tuple[float, dict]:
     fit, held_out = pong_like_states(4000, 0), pong_like_states(1000, 1)
     start = time.perf_counter()
     judge = Judge(States(held_out, eql_decisions(eql, held_out, False)), None, seed=0)
-    _, points, chosen = candidates(ExtractConfig(checkpoint=Path("run.ckpt")), eql, interface,
-                                   States(fit, eql_decisions(eql, fit, False)), None, judge)
+    _, points, chosen = candidates(
+        ExtractConfig(checkpoint=Path("run.ckpt")),
+        eql,
+        interface,
+        States(fit, eql_decisions(eql, fit, False)),
+        None,
+        judge,
+    )
     took = time.perf_counter() - start
-    return took, {"method": chosen.method, "terms": chosen.term_counts, "points": len(points),
-                  "held_out_fidelity": round(judge(chosen)["held_out_fidelity"], 3)}
+    return took, {
+        "method": chosen.method,
+        "terms": chosen.term_counts,
+        "points": len(points),
+        "held_out_fidelity": round(judge(chosen)["held_out_fidelity"], 3),
+    }
 
 
 def ring_against_numpy(actor: EqlActor, threshold: float, dense_entries: int) -> tuple[float, list[dict]]:
@@ -75,8 +88,10 @@ def main() -> None:
     torch.manual_seed(0)
     pong = EqlActor(EqlConfig(len(PONG_OBJECTS) * 8, len(PONG_ACTIONS)))
     runs = [default_path(pong) for _ in range(args.repeats)]
-    print(f"default path, Pong-sized actor (152 inputs): {statistics.median(took for took, _ in runs):.2f} s "
-          f"(median of {args.repeats}); chose {runs[0][1]}")
+    print(
+        f"default path, Pong-sized actor (152 inputs): {statistics.median(took for took, _ in runs):.2f} s "
+        f"(median of {args.repeats}); chose {runs[0][1]}"
+    )
 
     torch.manual_seed(0)
     driving = EqlActor(EqlConfig(DRIVING_INPUTS, 2, inverse_temperature=1.0))
@@ -96,8 +111,10 @@ def main() -> None:
     print(f"MetaDrive expansion: terms per action {[len(logit) for logit in fast]}, kept (>= threshold) {kept}")
     line = f"numpy {statistics.median(numpy_times):.2f} s"
     if ring_times:
-        line += (f", sympy ring {statistics.median(ring_times):.2f} s: "
-                 f"{statistics.median(ring_times) / statistics.median(numpy_times):.0f}x")
+        line += (
+            f", sympy ring {statistics.median(ring_times):.2f} s: "
+            f"{statistics.median(ring_times) / statistics.median(numpy_times):.0f}x"
+        )
     print(line + f" (medians of {args.repeats})")
 
 

@@ -32,7 +32,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    envs = {1: make_vector_env("MetaDrive", 1, seed=0), args.num_envs: make_vector_env("MetaDrive", args.num_envs, seed=0)}
+    envs = {
+        1: make_vector_env("MetaDrive", 1, seed=0),
+        args.num_envs: make_vector_env("MetaDrive", args.num_envs, seed=0),
+    }
     rates: dict[int, list[float]] = {count: [] for count in envs}
     try:
         for _ in range(args.repeats):

@@ -2,7 +2,8 @@
 on the same game, the same machine and the same env steps, in one run.
 
     .venv/bin/pip install -e '.[bench]'   # stable-baselines3: a benchmark extra, never a dependency
-    .venv/bin/python benchmarks/peer_ppo.py [--game Pong] [--steps 200000] [--pretrain-epochs 20] [--out data/peer_ppo.json]
+    .venv/bin/python benchmarks/peer_ppo.py [--game Pong] [--steps 200000] [--pretrain-epochs 20] \
+        [--out data/peer_ppo.json]
 
 Both learners step the same ALE C++ vector env with the same training rules (no sticky
 actions, up to 30 no-ops, frame-skip 4 with max-pool, 84x84 grayscale, a stack of 4, episodic
@@ -62,8 +63,9 @@ class _SharedEnv:
                 for index in np.flatnonzero(done):
                     self.finished.append(float(self.returns[index]))
                     self.returns[index] = 0.0
-                    self.curve.append((self.steps, time.perf_counter() - self.started,
-                                       float(np.mean(self.finished[-RECENT:]))))
+                    self.curve.append(
+                        (self.steps, time.perf_counter() - self.started, float(np.mean(self.finished[-RECENT:])))
+                    )
                 infos = [{} for _ in range(self.num_envs)]
                 return result.obs, result.reward, done, infos
 
@@ -93,8 +95,20 @@ def sb3(game: str, steps: int, seed: int) -> dict:
     def linear(start):
         return lambda progress_left: progress_left * start
 
-    model = PPO("CnnPolicy", env, n_steps=128, n_epochs=4, batch_size=256, learning_rate=linear(2.5e-4),
-                clip_range=linear(0.1), ent_coef=0.01, vf_coef=0.5, seed=seed, device="cpu", verbose=0)
+    model = PPO(
+        "CnnPolicy",
+        env,
+        n_steps=128,
+        n_epochs=4,
+        batch_size=256,
+        learning_rate=linear(2.5e-4),
+        clip_range=linear(0.1),
+        ent_coef=0.01,
+        vf_coef=0.5,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+    )
     started = time.perf_counter()
     model.learn(total_timesteps=steps)
     seconds = time.perf_counter() - started
@@ -115,20 +129,50 @@ def insight(game: str, steps: int, seed: int, root: Path, epochs: int) -> dict:
     preset = PRESETS["cpu"]
     started = time.perf_counter()
     segment(SegmentConfig(game=game, frames=preset.frames, out=root / "dataset", seed=seed))
-    pretrain(PretrainConfig(game=game, dataset=root / "dataset", out=root / "perception.ckpt", epochs=epochs,
-                            hidden=preset.hidden, encoder=preset.encoder, min_seen=preset.min_seen, device="cpu",
-                            seed=seed))
+    pretrain(
+        PretrainConfig(
+            game=game,
+            dataset=root / "dataset",
+            out=root / "perception.ckpt",
+            epochs=epochs,
+            hidden=preset.hidden,
+            encoder=preset.encoder,
+            min_seen=preset.min_seen,
+            device="cpu",
+            seed=seed,
+        )
+    )
     perception_seconds = time.perf_counter() - started
-    config = TrainConfig(game=game, load_cnn=True, freeze_cnn=preset.freeze_cnn, perception=root / "perception.ckpt",
-                         dataset=root / "dataset", runs_dir=root / "runs", run_name="peer", total_steps=steps,
-                         num_envs=preset.num_envs, num_steps=preset.num_steps, eval_episodes=0, eval_every=1.0,
-                         device="cpu", seed=seed)
+    config = TrainConfig(
+        game=game,
+        load_cnn=True,
+        freeze_cnn=preset.freeze_cnn,
+        perception=root / "perception.ckpt",
+        dataset=root / "dataset",
+        runs_dir=root / "runs",
+        run_name="peer",
+        total_steps=steps,
+        num_envs=preset.num_envs,
+        num_steps=preset.num_steps,
+        eval_episodes=0,
+        eval_every=1.0,
+        device="cpu",
+        seed=seed,
+    )
     result = train(config)
     rows = pq.read_table(root / "runs" / "peer" / "metrics.parquet").to_pylist()
-    curve = [(row["step"], row["step"] / row["charts/sps"], row["train/episode_return"])
-             for row in rows if row.get("train/episode_return") is not None]
-    return {"steps": result.global_step, "seconds": result.global_step / result.steps_per_second,
-            "sps": result.steps_per_second, "perception_seconds": perception_seconds, "curve": curve}
+    curve = [
+        (row["step"], row["step"] / row["charts/sps"], row["train/episode_return"])
+        for row in rows
+        if row.get("train/episode_return") is not None
+    ]
+    return {
+        "steps": result.global_step,
+        "seconds": result.global_step / result.steps_per_second,
+        "sps": result.steps_per_second,
+        "perception_seconds": perception_seconds,
+        "curve": curve,
+    }
 
 
 def at(curve: list, column: int, value: float) -> float | None:
@@ -142,8 +186,12 @@ def main() -> None:
     parser.add_argument("--game", default="Pong")
     parser.add_argument("--steps", type=int, default=200_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pretrain-epochs", type=int, default=PRESETS["cpu"].epochs,
-                        help="insight's perception epochs (fewer for a quick throughput check)")
+    parser.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=PRESETS["cpu"].epochs,
+        help="insight's perception epochs (fewer for a quick throughput check)",
+    )
     parser.add_argument("--out", type=Path, default=Path("data/peer_ppo.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,13 +204,19 @@ def main() -> None:
         return "n/a (no episode finished)" if value is None else f"{value:+.1f}"
 
     print(f"{args.game}, {args.steps:,} env steps each, 8 envs (returns: mean of the last {RECENT} training episodes)")
-    print(f"  insight cpu preset: {ours['sps']:8.0f} env steps/s (+ {ours['perception_seconds']:.0f} s segment+pretrain)")
+    print(
+        f"  insight cpu preset: {ours['sps']:8.0f} env steps/s (+ {ours['perception_seconds']:.0f} s segment+pretrain)"
+    )
     print(f"  stable-baselines3:  {peer['sps']:8.0f} env steps/s")
     print(f"  ratio:              {ours['sps'] / peer['sps']:8.2f}x")
-    print(f"  return at {steps:,} env steps: insight {shown(at(ours['curve'], 0, steps))}, "
-          f"SB3 {shown(at(peer['curve'], 0, steps))}")
-    print(f"  return at {wall:.0f} s of training: insight {shown(at(ours['curve'], 1, wall))}, "
-          f"SB3 {shown(at(peer['curve'], 1, wall))}")
+    print(
+        f"  return at {steps:,} env steps: insight {shown(at(ours['curve'], 0, steps))}, "
+        f"SB3 {shown(at(peer['curve'], 0, steps))}"
+    )
+    print(
+        f"  return at {wall:.0f} s of training: insight {shown(at(ours['curve'], 1, wall))}, "
+        f"SB3 {shown(at(peer['curve'], 1, wall))}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"game": args.game, "steps": args.steps, "insight": ours, "sb3": peer}, indent=1))
 

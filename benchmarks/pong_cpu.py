@@ -3,7 +3,7 @@ summary of what it measured, printed and written to data/<Game>/cpu_results.json
 
     .venv/bin/python benchmarks/pong_cpu.py [--game Pong] [--every 250000] [--summary-only]
 
-Long (about an hour on 2 cores for Pong's 3M env steps); resumable like the pipeline itself:
+Long (about an hour on 2 cores for Pong's 3.5M env steps); resumable like the pipeline itself:
 run it again after an interruption and the finished stages are skipped, the train resumes.
 --summary-only reads an existing run without running anything. The JSON holds the wall time of
 each stage, the training SPS, the training return and the EQL actor's evaluation return at
@@ -25,7 +25,11 @@ def at_checkpoints(rows: list[dict], every: int) -> list[dict]:
     for mark in [*range(every, last_step + 1, every), *([last_step] if last_step % every else [])]:
         before = [row for row in rows if row["step"] <= mark]
         point = {"env_steps": mark}
-        for key, name in (("train/episode_return", "train_return"), ("eval/eql_return", "eql_eval_return")):
+        for key, name in (
+            ("train/episode_return", "train_return"),
+            ("train/eql_episode_return", "eql_dagger_return"),  # the EQL actor playing in the DAgger phase
+            ("eval/eql_return", "eql_eval_return"),
+        ):
             values = [row[key] for row in before if row.get(key) is not None]
             point[name] = round(values[-1], 2) if values else None
         points.append(point)
@@ -38,8 +42,10 @@ def summary(game: str, every: int) -> dict:
     manifest = json.loads((root / "pipeline.json").read_text())
     train = json.loads((run_dir / "result.json").read_text())
     policy = json.loads((run_dir / "policy.json").read_text())
-    actors = {actor: json.loads((run_dir / "evaluation" / f"{actor}.json").read_text())
-              for actor in ("neural", "eql", "symbolic")}
+    actors = {
+        actor: json.loads((run_dir / "evaluation" / f"{actor}.json").read_text())
+        for actor in ("neural", "eql", "symbolic")
+    }
     return {
         "game": game,
         "stage_seconds": manifest.get("seconds", {}),
@@ -48,7 +54,9 @@ def summary(game: str, every: int) -> dict:
         "curve": at_checkpoints(pq.read_table(run_dir / "metrics.parquet").to_pylist(), every),
         "terms": policy["terms"],
         "fidelity": policy["fidelity"],
-        "returns": {actor: {key: result[key] for key in ("mean", "std", "episodes")} for actor, result in actors.items()},
+        "returns": {
+            actor: {key: result[key] for key in ("mean", "std", "episodes")} for actor, result in actors.items()
+        },
     }
 
 

@@ -15,9 +15,9 @@ import time
 
 import torch
 
+from insight_cli.perception.data import shift_batch
 from insight_cli.perception.losses import PerceptionTargets, object_weights, perception_loss
 from insight_cli.perception.model import PerceptionConfig, PerceptionNet
-from insight_cli.pretrain.data import shift_batch
 
 
 def samples_per_second(device, objects, batch, steps, amp, channels_last) -> float:
@@ -28,7 +28,9 @@ def samples_per_second(device, objects, batch, steps, amp, channels_last) -> flo
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4, weight_decay=1e-4, fused=True)
     stacks = torch.randint(0, 255, (batch, 4, 84, 84), dtype=torch.uint8, device=device)
     exists = torch.rand(batch, objects, 4, device=device) > 0.3
-    targets = PerceptionTargets(exists, torch.rand(batch, objects, 4, 2, device=device), torch.rand(batch, objects, 2, device=device))
+    targets = PerceptionTargets(
+        exists, torch.rand(batch, objects, 4, 2, device=device), torch.rand(batch, objects, 2, device=device)
+    )
     margins = torch.full((batch, 4), 8, device=device)
     weights = object_weights(torch.rand(objects, device=device))
     generator = torch.Generator(device=device).manual_seed(0)
@@ -67,9 +69,15 @@ def main() -> None:
         variants.update({"bf16 autocast": (True, False), "bf16 + channels_last": (True, True)})
     results = {}
     for name, (amp, channels_last) in variants.items():
-        runs = [samples_per_second(device, args.objects, args.batch, args.steps, amp, channels_last) for _ in range(args.repeats)]
+        runs = [
+            samples_per_second(device, args.objects, args.batch, args.steps, amp, channels_last)
+            for _ in range(args.repeats)
+        ]
         results[name] = statistics.median(runs)
-    print(f"perception training step on {device} ({torch.get_num_threads()} threads), batch {args.batch}, K={args.objects}")
+    print(
+        f"perception training step on {device} ({torch.get_num_threads()} threads), batch {args.batch}, "
+        f"K={args.objects}"
+    )
     for name, rate in results.items():
         print(f"  {name:22s} {rate:9.1f} samples/s  ({rate / results['fp32']:.2f}x fp32)")
 

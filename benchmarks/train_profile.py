@@ -48,14 +48,26 @@ def main() -> None:
     stage.save_checkpoint = timed("checkpoint saves", stage.save_checkpoint)
     preset = PRESETS["cpu"]
     batch = preset.num_envs * preset.num_steps
-    result = stage.run(stage.TrainConfig(
-        game=args.game, load_cnn=True, freeze_cnn=preset.freeze_cnn, total_steps=batch * args.updates,
-        num_envs=preset.num_envs, num_steps=preset.num_steps, eval_episodes=args.eval_episodes, eval_every=1.0,
-        run_name="profile", force=True, device="cpu",
-    ))
+    result = stage.run(
+        stage.TrainConfig(
+            game=args.game,
+            load_cnn=True,
+            freeze_cnn=preset.freeze_cnn,
+            total_steps=batch * args.updates,
+            num_envs=preset.num_envs,
+            num_steps=preset.num_steps,
+            eval_episodes=args.eval_episodes,
+            eval_every=1.0,
+            run_name="profile",
+            force=True,
+            device="cpu",
+        )
+    )
     loop = result.global_step / result.steps_per_second
-    print(f"{args.game}: {result.global_step:,} env steps, {result.steps_per_second:,.0f} env steps/s in the loop "
-          f"({loop:.1f} s), {torch.get_num_threads()} threads")
+    print(
+        f"{args.game}: {result.global_step:,} env steps, {result.steps_per_second:,.0f} env steps/s in the loop "
+        f"({loop:.1f} s), {torch.get_num_threads()} threads"
+    )
     for name, seconds in totals.most_common():
         print(f"  {name:40s} {seconds:7.2f} s  {seconds / loop:6.1%} of the loop")
     print(f"  {'the rest (sampling, copies, logging)':40s} {loop - sum(totals.values()):7.2f} s")

@@ -28,9 +28,9 @@ import torch.nn.functional as F
 
 from insight_cli.dataset import load_dataset
 from insight_cli.envs import make_vector_env
+from insight_cli.perception.data import choose_slots, decode
 from insight_cli.perception.losses import object_weights, perception_loss
 from insight_cli.perception.model import PerceptionConfig
-from insight_cli.pretrain.data import choose_slots, decode
 from insight_cli.segment.stage import SegmentConfig
 from insight_cli.segment.stage import run as segment
 from insight_cli.train.agent import Agent, AgentConfig
@@ -54,8 +54,11 @@ def baseline_sps(game: str, dataset_path: Path, num_envs: int, num_steps: int, u
         features_actor = agent.perception(obs).features
         features_critic = agent.perception(obs).features
         perception = agent.perception(obs)
-        return (agent.actor(features_actor), agent.critic(features_critic).squeeze(-1),
-                agent.eql(agent.perception.object_coordinates(perception)))
+        return (
+            agent.actor(features_actor),
+            agent.critic(features_critic).squeeze(-1),
+            agent.eql(agent.perception.object_coordinates(perception)),
+        )
 
     obs = torch.tensor(env.reset(), dtype=torch.float32) / 255.0
     rates = []
@@ -79,7 +82,9 @@ def baseline_sps(game: str, dataset_path: Path, num_envs: int, num_steps: int, u
             obs = torch.tensor(result.obs, dtype=torch.float32) / 255.0
         with torch.no_grad():
             next_value = heads(obs)[1]
-        advantages, returns = compute_gae(torch.stack(rewards), torch.stack(values), torch.stack(dones), next_value, done, 0.99, 0.95)
+        advantages, returns = compute_gae(
+            torch.stack(rewards), torch.stack(values), torch.stack(dones), next_value, done, 0.99, 0.95
+        )
         b_obs, b_actions, b_logprobs = torch.cat(stored_obs), torch.cat(actions), torch.cat(logprobs)
         b_advantages, b_returns = advantages.flatten(), returns.flatten()
         for _ in range(4):
@@ -103,14 +108,25 @@ def baseline_sps(game: str, dataset_path: Path, num_envs: int, num_steps: int, u
     return rates
 
 
-def insight_sps(game: str, dataset_path: Path, num_envs: int, num_steps: int, updates: int, runs_dir: Path,
-                **options) -> list[float]:
+def insight_sps(
+    game: str, dataset_path: Path, num_envs: int, num_steps: int, updates: int, runs_dir: Path, **options
+) -> list[float]:
     """`insight train` itself, read back from its metrics table (SPS after each update)."""
     import pyarrow.parquet as pq
 
-    config = TrainConfig(game=game, dataset=dataset_path, runs_dir=runs_dir, run_name="bench", num_envs=num_envs,
-                         num_steps=num_steps, total_steps=num_envs * num_steps * updates, eval_episodes=0,
-                         eval_every=1.0, device="cpu", **options)
+    config = TrainConfig(
+        game=game,
+        dataset=dataset_path,
+        runs_dir=runs_dir,
+        run_name="bench",
+        num_envs=num_envs,
+        num_steps=num_steps,
+        total_steps=num_envs * num_steps * updates,
+        eval_episodes=0,
+        eval_every=1.0,
+        device="cpu",
+        **options,
+    )
     train(config)
     rows = pq.read_table(runs_dir / "bench" / "metrics.parquet").to_pylist()
     elapsed = [row["step"] / row["charts/sps"] for row in rows]  # charts/sps: steps so far / seconds so far
@@ -143,14 +159,35 @@ def cpu_preset(game: str, updates: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         segment(SegmentConfig(game=game, frames=600, out=root / "dataset"))
-        pretrain(PretrainConfig(game=game, dataset=root / "dataset", out=root / "perception.ckpt", epochs=1,
-                                hidden=preset.hidden, encoder=preset.encoder, min_seen=preset.min_seen, device="cpu"))
-        ours = insight_sps(game, root / "dataset", preset.num_envs, preset.num_steps, updates, root / "runs",
-                           load_cnn=True, freeze_cnn=preset.freeze_cnn, perception=root / "perception.ckpt")
+        pretrain(
+            PretrainConfig(
+                game=game,
+                dataset=root / "dataset",
+                out=root / "perception.ckpt",
+                epochs=1,
+                hidden=preset.hidden,
+                encoder=preset.encoder,
+                min_seen=preset.min_seen,
+                device="cpu",
+            )
+        )
+        ours = insight_sps(
+            game,
+            root / "dataset",
+            preset.num_envs,
+            preset.num_steps,
+            updates,
+            root / "runs",
+            load_cnn=True,
+            freeze_cnn=preset.freeze_cnn,
+            perception=root / "perception.ckpt",
+        )
     env_rate = env_only_sps(game, preset.num_envs, preset.num_steps)
     ours_median = statistics.median(ours[1:] or ours)
-    print(f"{game}, {preset.num_envs} envs x {preset.num_steps} steps per update, {updates} updates, "
-          f"{torch.get_num_threads()} threads (median env steps/s after the first update)")
+    print(
+        f"{game}, {preset.num_envs} envs x {preset.num_steps} steps per update, {updates} updates, "
+        f"{torch.get_num_threads()} threads (median env steps/s after the first update)"
+    )
     print(f"cpu preset: {ours_median:.0f} env steps/s")
     print(f"env only:   {env_rate:.0f} env steps/s (random actions; {env_rate / ours_median:.2f}x the cpu preset)")
 
@@ -172,8 +209,10 @@ def main() -> None:
         ours = insight_sps(args.game, dataset_path, args.num_envs, args.num_steps, args.updates, Path(tmp) / "runs")
         baseline = baseline_sps(args.game, dataset_path, args.num_envs, args.num_steps, args.updates)
     ours_median, baseline_median = statistics.median(ours[1:] or ours), statistics.median(baseline[1:] or baseline)
-    print(f"{args.game}, {args.num_envs} envs x {args.num_steps} steps per update, {args.updates} updates, "
-          f"{torch.get_num_threads()} threads (median env steps/s after the first update)")
+    print(
+        f"{args.game}, {args.num_envs} envs x {args.num_steps} steps per update, {args.updates} updates, "
+        f"{torch.get_num_threads()} threads (median env steps/s after the first update)"
+    )
     print(f"  insight train loop:                      {ours_median:8.1f}")
     print(f"  baseline (gymnasium, 3 encoder passes):  {baseline_median:8.1f}")
     print(f"  ratio:                                   {ours_median / baseline_median:8.2f}x")

@@ -19,7 +19,7 @@ import pickle
 import re
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -38,13 +38,17 @@ DAMAGED = "is the file damaged, or written with other settings?"
 # What the stages read from each kind, beyond the layout every checkpoint has.
 CONTENTS = {
     "perception": {
-        "config": ("n_objects", "hidden"), "meta": ("game", "objects", "dataset_fingerprint"), "state": ("model",),
+        "config": ("n_objects", "hidden"),
+        "meta": ("game", "objects", "dataset_fingerprint"),
+        "state": ("model",),
     },
     "perception-resume": {
-        "meta": ("dataset_fingerprint", "history", "best"), "state": ("model", "optimizer", "generator"),
+        "meta": ("dataset_fingerprint", "history", "best"),
+        "state": ("model", "optimizer", "generator"),
     },
     "run": {
-        "meta": ("game", "objects", "action_meanings", "dataset", "dataset_fingerprint", "agent"), "state": ("agent",),
+        "meta": ("game", "objects", "action_meanings", "dataset", "dataset_fingerprint", "agent"),
+        "state": ("agent",),
     },
 }
 
@@ -55,6 +59,11 @@ class Checkpoint:
     config: dict
     meta: dict
     state: dict
+
+
+def plain_config(config) -> dict:
+    """A stage's config dataclass as the plain dict a checkpoint keeps (paths as strings)."""
+    return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(config).items()}
 
 
 def save_checkpoint(path: Path, kind: str, config: dict, meta: dict, state: dict) -> Path:
@@ -94,8 +103,10 @@ def load_checkpoint(path: Path, kind: str | None = None) -> Checkpoint:
     for section, keys in CONTENTS.get(checkpoint.kind, {}).items():
         missing = [key for key in keys if key not in getattr(checkpoint, section)]
         if missing:
-            raise InsightError(f"{path} is a {checkpoint.kind} checkpoint whose {section} lacks "
-                               f"{', '.join(map(repr, missing))}", hint=DAMAGED)
+            raise InsightError(
+                f"{path} is a {checkpoint.kind} checkpoint whose {section} lacks {', '.join(map(repr, missing))}",
+                hint=DAMAGED,
+            )
     if checkpoint.kind == "perception":
         _check_perception(path, checkpoint)
     return checkpoint
@@ -109,8 +120,10 @@ def _read(path: Path):
         # torch's message advises loading the file unsafely: never pass that on
         found = re.search(r"Unsupported (?:global: GLOBAL|class) (\S+)", str(error))
         what = f" ({found.group(1)})" if found else ""
-        raise InsightError(f"{path} is not an insight checkpoint: it holds Python objects{what}, "
-                           "and insight reads only tensors and plain data") from None
+        raise InsightError(
+            f"{path} is not an insight checkpoint: it holds Python objects{what}, "
+            "and insight reads only tensors and plain data"
+        ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
         raise InsightError(f"{path} is not a readable insight checkpoint ({one_line(str(error))[:120]})") from None
 
@@ -123,8 +136,10 @@ def _layout(path: Path, payload) -> Checkpoint:
         raise InsightError(f"{path} has checkpoint format {version!r}, this insight reads {FORMAT_VERSION!r}")
     for key, expected in (("kind", str), ("config", dict), ("meta", dict), ("state", dict)):
         if not isinstance(payload.get(key), expected):
-            raise InsightError(f"{path} is a damaged insight checkpoint: its {key!r} is missing or not a "
-                               f"{expected.__name__}", hint="write it again with insight")
+            raise InsightError(
+                f"{path} is a damaged insight checkpoint: its {key!r} is missing or not a {expected.__name__}",
+                hint="write it again with insight",
+            )
     return Checkpoint(payload["kind"], payload["config"], payload["meta"], payload["state"])
 
 
@@ -141,8 +156,9 @@ def check_sizes(path: Path, values: dict, names: tuple[str, ...], least: int = 1
     for name in names:
         value = values.get(name) if isinstance(values, dict) else None
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not least <= value <= SIZE_LIMIT:
-            raise InsightError(f"{path} gives {name} = {value!r}, not a whole number from {least} to {SIZE_LIMIT}",
-                               hint=DAMAGED)
+            raise InsightError(
+                f"{path} gives {name} = {value!r}, not a whole number from {least} to {SIZE_LIMIT}", hint=DAMAGED
+            )
 
 
 def expected_weights(path: Path, build: Callable[[], torch.nn.Module]) -> dict[str, torch.Tensor]:
@@ -151,8 +167,9 @@ def expected_weights(path: Path, build: Callable[[], torch.nn.Module]) -> dict[s
         with torch.device("meta"):  # no memory: a file's sizes cannot exhaust it
             return build().state_dict()
     except ValueError as error:  # a setting out of its choices, such as an unknown encoder
-        raise InsightError(f"{path} describes a network insight cannot build ({one_line(str(error))})",
-                           hint=DAMAGED) from None
+        raise InsightError(
+            f"{path} describes a network insight cannot build ({one_line(str(error))})", hint=DAMAGED
+        ) from None
 
 
 def check_weights(path: Path, expected: dict[str, torch.Tensor], state, optional: str | None = None) -> None:
@@ -165,11 +182,14 @@ def check_weights(path: Path, expected: dict[str, torch.Tensor], state, optional
     if problems:
         more = f", and {len(problems) - 1} more tensors do not fit" if len(problems) > 1 else ""
         raise InsightError(f"{path} {problems[0]}{more}", hint=DAMAGED)
-    diverged = next((name for name, tensor in state.items()
-                     if tensor.is_floating_point() and not tensor.isfinite().all()), None)
+    diverged = next(
+        (name for name, tensor in state.items() if tensor.is_floating_point() and not tensor.isfinite().all()), None
+    )
     if diverged:
-        raise InsightError(f"{path} holds non-finite weights ({diverged})",
-                           hint="its training diverged, or the file is damaged: train it again")
+        raise InsightError(
+            f"{path} holds non-finite weights ({diverged})",
+            hint="its training diverged, or the file is damaged: train it again",
+        )
 
 
 def _misfits(expected: dict[str, torch.Tensor], state: dict, optional: str | None) -> list[str]:

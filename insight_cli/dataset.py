@@ -163,8 +163,10 @@ def check_replaceable(path: Path, replace: bool = False) -> None:
     if path.is_dir() and _holds_only_a_dataset(path):
         return
     what = "a directory that is not only an insight dataset" if path.is_dir() else "a file"
-    raise InsightError(f"{path} is {what}; writing the dataset there would delete it",
-                       hint="choose another --out, or pass --force to replace it")
+    raise InsightError(
+        f"{path} is {what}; writing the dataset there would delete it",
+        hint="choose another --out, or pass --force to replace it",
+    )
 
 
 def _holds_only_a_dataset(directory: Path) -> bool:
@@ -236,8 +238,16 @@ class DatasetWriter:
         self._close()
         shutil.rmtree(self.staging, ignore_errors=True)
 
-    def add_frame(self, episode: int, step: int, rgb_png: bytes, gray: np.ndarray, action: int, reward: float,
-                  state: np.ndarray | None = None) -> int:
+    def add_frame(
+        self,
+        episode: int,
+        step: int,
+        rgb_png: bytes,
+        gray: np.ndarray,
+        action: int,
+        reward: float,
+        state: np.ndarray | None = None,
+    ) -> int:
         """Append one frame (with its ego state: every frame or none); returns its frame_id."""
         if gray.shape != (FRAME_SIZE, FRAME_SIZE) or gray.dtype != np.uint8:
             raise ValueError(f"gray frame must be ({FRAME_SIZE}, {FRAME_SIZE}) uint8, got {gray.shape} {gray.dtype}")
@@ -421,10 +431,16 @@ def _check_meta(meta: dict, file: Path) -> None:
     if type(version) is not int:
         raise InsightError(f"{file} has schema_version {version!r}, not a whole number", hint=hint)
     if version != SCHEMA_VERSION:
-        raise InsightError(f"{file.parent} has dataset schema version {version}, this insight reads {SCHEMA_VERSION}",
-                           hint="re-create it with this version's `insight segment`")
-    for key, kind, what in (("game", str, "a game name"), ("fingerprint", str, "a string"),
-                            ("counts", dict, "a table of counts"), ("objects", list, "a list of objects")):
+        raise InsightError(
+            f"{file.parent} has dataset schema version {version}, this insight reads {SCHEMA_VERSION}",
+            hint="re-create it with this version's `insight segment`",
+        )
+    for key, kind, what in (
+        ("game", str, "a game name"),
+        ("fingerprint", str, "a string"),
+        ("counts", dict, "a table of counts"),
+        ("objects", list, "a list of objects"),
+    ):
         if not isinstance(meta.get(key), kind):
             problem = f"lacks {key!r} ({what})" if key not in meta else f"{key!r} is not {what}"
             raise InsightError(f"{file} {problem}", hint=hint)
@@ -443,8 +459,10 @@ def _check_catalogue(catalogue: list, where: str, hint: str | None = None) -> No
             raise InsightError(f"{where}: object {entry!r} lacks a whole number track_id or frames_seen", hint=hint)
         name = entry.get("name")
         if not is_object_name(name):
-            raise InsightError(f"{where}: object name {name!r} is not an ASCII identifier",
-                               hint=hint or 'rename it with --names names.toml, e.g. obj7 = "bullet"')
+            raise InsightError(
+                f"{where}: object name {name!r} is not an ASCII identifier",
+                hint=hint or 'rename it with --names names.toml, e.g. obj7 = "bullet"',
+            )
         if name in names:
             raise InsightError(f"{where}: two objects are named {name!r}", hint=hint or "rename one with --names")
         names.add(name)

@@ -43,7 +43,6 @@ class GameSpec:
     paper: bool = False  # one of the nine games of the INSIGHT paper
     continuous: bool = False  # each entry of `actions` is a number in [-1, 1] set every step (MetaDrive)
     state: dict[str, str] = field(default_factory=dict)  # ego state values next to the pixels: name -> meaning
-    notes: dict[str, str] = field(default_factory=dict)
 
     @property
     def action_names(self) -> list[str]:
@@ -57,28 +56,116 @@ class GameSpec:
 # The discs beside Qbert's pyramid cycle through nearly the whole palette; these are the
 # colours measured on them (those of other Qbert objects left out).
 _QBERT_DISC_COLORS: tuple[RGB, ...] = (
-    (0, 0, 148), (0, 28, 136), (0, 48, 100), (0, 64, 48), (0, 68, 0),
-    (20, 0, 144), (20, 60, 0), (24, 26, 167), (24, 59, 157), (24, 80, 128),
-    (24, 98, 78), (26, 102, 26), (45, 50, 184), (45, 109, 152), (45, 129, 105),
-    (48, 56, 0), (51, 26, 163), (53, 95, 24), (66, 72, 200), (66, 114, 194),
-    (66, 136, 176), (66, 158, 130), (72, 72, 0), (72, 160, 72), (74, 74, 74),
-    (78, 50, 181), (80, 0, 132), (80, 89, 22), (82, 126, 45), (84, 92, 214),
-    (84, 138, 210), (84, 160, 197), (92, 186, 92), (101, 111, 228), (101, 160, 225),
-    (101, 183, 217), (101, 209, 174), (104, 25, 154), (104, 72, 198), (105, 105, 15),
-    (109, 118, 43), (110, 156, 66), (111, 111, 111), (111, 210, 111), (117, 128, 240),
-    (117, 181, 239), (117, 204, 235), (117, 231, 194), (124, 44, 0), (125, 48, 173),
-    (127, 92, 213), (128, 232, 128), (132, 0, 100), (132, 144, 252), (132, 200, 252),
-    (132, 224, 252), (132, 252, 212), (134, 134, 29), (135, 183, 84), (136, 146, 62),
-    (142, 142, 142), (144, 28, 0), (144, 72, 17), (144, 252, 144), (148, 0, 0),
-    (149, 111, 227), (151, 25, 122), (158, 208, 101), (160, 171, 79), (162, 98, 33),
-    (162, 162, 42), (163, 57, 21), (164, 89, 208), (167, 26, 26), (168, 48, 143),
-    (169, 128, 240), (170, 170, 170), (180, 122, 48), (180, 231, 117), (181, 108, 224),
-    (183, 194, 95), (184, 50, 50), (184, 70, 162), (187, 187, 53), (188, 144, 252),
-    (192, 192, 192), (195, 144, 61), (197, 124, 238), (198, 89, 179), (198, 108, 58),
-    (200, 72, 72), (200, 252, 132), (210, 164, 74), (212, 108, 195), (212, 140, 252),
-    (213, 130, 74), (214, 92, 92), (214, 214, 214), (223, 183, 85), (224, 124, 210),
-    (227, 151, 89), (228, 111, 111), (232, 232, 74), (236, 140, 224), (236, 200, 96),
-    (236, 236, 236), (240, 128, 128), (240, 170, 103), (252, 144, 144), (252, 188, 116),
+    (0, 0, 148),
+    (0, 28, 136),
+    (0, 48, 100),
+    (0, 64, 48),
+    (0, 68, 0),
+    (20, 0, 144),
+    (20, 60, 0),
+    (24, 26, 167),
+    (24, 59, 157),
+    (24, 80, 128),
+    (24, 98, 78),
+    (26, 102, 26),
+    (45, 50, 184),
+    (45, 109, 152),
+    (45, 129, 105),
+    (48, 56, 0),
+    (51, 26, 163),
+    (53, 95, 24),
+    (66, 72, 200),
+    (66, 114, 194),
+    (66, 136, 176),
+    (66, 158, 130),
+    (72, 72, 0),
+    (72, 160, 72),
+    (74, 74, 74),
+    (78, 50, 181),
+    (80, 0, 132),
+    (80, 89, 22),
+    (82, 126, 45),
+    (84, 92, 214),
+    (84, 138, 210),
+    (84, 160, 197),
+    (92, 186, 92),
+    (101, 111, 228),
+    (101, 160, 225),
+    (101, 183, 217),
+    (101, 209, 174),
+    (104, 25, 154),
+    (104, 72, 198),
+    (105, 105, 15),
+    (109, 118, 43),
+    (110, 156, 66),
+    (111, 111, 111),
+    (111, 210, 111),
+    (117, 128, 240),
+    (117, 181, 239),
+    (117, 204, 235),
+    (117, 231, 194),
+    (124, 44, 0),
+    (125, 48, 173),
+    (127, 92, 213),
+    (128, 232, 128),
+    (132, 0, 100),
+    (132, 144, 252),
+    (132, 200, 252),
+    (132, 224, 252),
+    (132, 252, 212),
+    (134, 134, 29),
+    (135, 183, 84),
+    (136, 146, 62),
+    (142, 142, 142),
+    (144, 28, 0),
+    (144, 72, 17),
+    (144, 252, 144),
+    (148, 0, 0),
+    (149, 111, 227),
+    (151, 25, 122),
+    (158, 208, 101),
+    (160, 171, 79),
+    (162, 98, 33),
+    (162, 162, 42),
+    (163, 57, 21),
+    (164, 89, 208),
+    (167, 26, 26),
+    (168, 48, 143),
+    (169, 128, 240),
+    (170, 170, 170),
+    (180, 122, 48),
+    (180, 231, 117),
+    (181, 108, 224),
+    (183, 194, 95),
+    (184, 50, 50),
+    (184, 70, 162),
+    (187, 187, 53),
+    (188, 144, 252),
+    (192, 192, 192),
+    (195, 144, 61),
+    (197, 124, 238),
+    (198, 89, 179),
+    (198, 108, 58),
+    (200, 72, 72),
+    (200, 252, 132),
+    (210, 164, 74),
+    (212, 108, 195),
+    (212, 140, 252),
+    (213, 130, 74),
+    (214, 92, 92),
+    (214, 214, 214),
+    (223, 183, 85),
+    (224, 124, 210),
+    (227, 151, 89),
+    (228, 111, 111),
+    (232, 232, 74),
+    (236, 140, 224),
+    (236, 200, 96),
+    (236, 236, 236),
+    (240, 128, 128),
+    (240, 170, 103),
+    (252, 144, 144),
+    (252, 188, 116),
     (252, 252, 84),
 )
 
@@ -136,10 +223,8 @@ _PONG = GameSpec(
             region=(0.5, 0.0, 1.0, 0.15),
         ),
     ),
-    notes={
-        "ball": "the white top and bottom walls (y 24-33 and 194-209) share the ball's colour; "
-        "the ball's region leaves them out",
-    },
+    # ball: the white top and bottom walls (y 24-33 and 194-209) share the ball's colour; the ball's region
+    # leaves them out
 )
 
 _BEAMRIDER = GameSpec(
@@ -231,11 +316,9 @@ _BEAMRIDER = GameSpec(
             max_count=6,
         ),
     ),
-    notes={
-        "colours": "measured in sector 1; other enemy kinds of later sectors are not covered",
-        "torpedo": "the ship's tip (3x5 at y 164) cycles through many colours, including the torpedo's",
-        "enemy_shot": "alternates with a 2x4 sprite in the torpedo's colour (164, 89, 208)",
-    },
+    # colours: measured in sector 1; other enemy kinds of later sectors are not covered
+    # torpedo: the ship's tip (3x5 at y 164) cycles through many colours, including the torpedo's
+    # enemy_shot: alternates with a 2x4 sprite in the torpedo's colour (164, 89, 208)
 )
 
 _ENDURO = GameSpec(
@@ -304,12 +387,9 @@ _ENDURO = GameSpec(
             region=(0.3, 0.77, 0.7, 0.91),
         ),
     ),
-    notes={
-        "colours": "measured on the first (daytime) stretch; at night, in snow and fog the scenery "
-        "and car colours change (at night only tail lights show)",
-        "player": "the nearest road-edge segments share the player's grey (192, 192, 192) but are "
-        "larger than 11x16",
-    },
+    # colours: measured on the first (daytime) stretch; at night, in snow and fog the scenery and car colours
+    # change (at night only tail lights show)
+    # player: the nearest road-edge segments share the player's grey (192, 192, 192) but are larger than 11x16
 )
 
 _QBERT = GameSpec(
@@ -390,12 +470,10 @@ _QBERT = GameSpec(
             max_count=4,
         ),
     ),
-    notes={
-        "colours": "measured on the first level; later levels use other cube colours",
-        "disc": "the discs cycle through almost the whole palette; identify them by place and shape",
-        "red_ball": "red balls were not seen in the frames measured, so they have no entry",
-        "curse": "a (252, 224, 112) speech bubble shows when Qbert is caught; it is not listed",
-    },
+    # colours: measured on the first level; later levels use other cube colours
+    # disc: the discs cycle through almost the whole palette; identify them by place and shape
+    # red_ball: red balls were not seen in the frames measured, so they have no entry
+    # curse: a (252, 224, 112) speech bubble shows when Qbert is caught; it is not listed
 )
 
 _SPACEINVADERS = GameSpec(
@@ -470,13 +548,11 @@ _SPACEINVADERS = GameSpec(
             size=((10, 12), (10, 12)),
         ),
     ),
-    notes={
-        "bullet": "the agent's and the aliens' bullets share one colour; tell them apart by direction",
-        "score": "the right-hand score (second player) is (162, 134, 56) at the top right",
-        "shield": "a worn shield can break into several pieces",
-        "ground": "the small marks on the ground at y 196 are green/olive like the cannon and the "
-        "lives counter; they fall outside the objects' regions",
-    },
+    # bullet: the agent's and the aliens' bullets share one colour; tell them apart by direction
+    # score: the right-hand score (second player) is (162, 134, 56) at the top right
+    # shield: a worn shield can break into several pieces
+    # ground: the small marks on the ground at y 196 are green/olive like the cannon and the lives counter; they
+    # fall outside the objects' regions
 )
 
 _SEAQUEST = GameSpec(
@@ -603,13 +679,11 @@ _SEAQUEST = GameSpec(
             max_count=6,
         ),
     ),
-    notes={
-        "shark": "shark colour changes from wave to wave; only the first waves' colours are listed",
-        "diver": "divers and enemy torpedoes share (66, 72, 200); tell them apart by size",
-        "player_torpedo": "shares the submarine's colour; tell them apart by size",
-        "oxygen_bar": "the used-up part of the bar is (163, 57, 21)",
-        "surface_sub": "the enemy patrol sub on the surface (later waves) was not measured",
-    },
+    # shark: shark colour changes from wave to wave; only the first waves' colours are listed
+    # diver: divers and enemy torpedoes share (66, 72, 200); tell them apart by size
+    # player_torpedo: shares the submarine's colour; tell them apart by size
+    # oxygen_bar: the used-up part of the bar is (163, 57, 21)
+    # surface_sub: the enemy patrol sub on the surface (later waves) was not measured
 )
 
 _BREAKOUT = GameSpec(
@@ -698,12 +772,10 @@ _BREAKOUT = GameSpec(
             region=(0.2, 0.02, 0.9, 0.08),
         ),
     ),
-    notes={
-        "bricks": "adjacent bricks of one row merge into one blob (each brick is 6x8)",
-        "player": "a fixed red 6x8 block sits in the bottom-right corner (x 152-159, y 189-194); "
-        "it merges with the paddle at the right wall",
-        "walls": "the grey walls share the score colour (142, 142, 142), so it is not in background",
-    },
+    # bricks: adjacent bricks of one row merge into one blob (each brick is 6x8)
+    # player: a fixed red 6x8 block sits in the bottom-right corner (x 152-159, y 189-194); it merges with the
+    # paddle at the right wall
+    # walls: the grey walls share the score colour (142, 142, 142), so it is not in background
 )
 
 _FREEWAY = GameSpec(
@@ -769,13 +841,11 @@ _FREEWAY = GameSpec(
             region=(0.6, 0.0, 0.9, 0.07),
         ),
     ),
-    notes={
-        "lanes": "cars by lane from the top (y px): 28 (167,26,26), 44 (180,231,117), 60 (105,105,15), "
-        "76 (228,111,111), 92 (24,26,167), 108 (162,98,33), 124 (84,92,214), 140 (184,50,50), "
-        "156 (135,183,84), 172 (210,210,64)",
-        "chicken": "the yellow centre-line dashes (1x4 at y 102) share the chicken's colour",
-        "car": "the fourth lane's car shares the score colour (228, 111, 111)",
-    },
+    # lanes: cars by lane from the top (y px): 28 (167,26,26), 44 (180,231,117), 60 (105,105,15), 76
+    # (228,111,111), 92 (24,26,167), 108 (162,98,33), 124 (84,92,214), 140 (184,50,50), 156 (135,183,84), 172
+    # (210,210,64)
+    # chicken: the yellow centre-line dashes (1x4 at y 102) share the chicken's colour
+    # car: the fourth lane's car shares the score colour (228, 111, 111)
 )
 
 _MSPACMAN = GameSpec(
@@ -861,13 +931,11 @@ _MSPACMAN = GameSpec(
             region=(0.4, 0.88, 0.7, 0.93),
         ),
     ),
-    notes={
-        "pellet": "pellets and power pellets share the first maze's wall colour (228, 111, 111); "
-        "tell them apart from the walls by size. Later mazes change the wall colour",
-        "ghost": "the ghosts flicker: each is drawn on about half of the frames",
-        "fruit": "no fruit entered the maze in the frames measured; the colour is that of the "
-        "cherry shown at the bottom right (y 173-182), which is not an object here",
-    },
+    # pellet: pellets and power pellets share the first maze's wall colour (228, 111, 111); tell them apart from
+    # the walls by size. Later mazes change the wall colour
+    # ghost: the ghosts flicker: each is drawn on about half of the frames
+    # fruit: no fruit entered the maze in the frames measured; the colour is that of the cherry shown at the
+    # bottom right (y 173-182), which is not an object here
 )
 
 CATCH = GameSpec(
@@ -885,9 +953,7 @@ CATCH = GameSpec(
     },
     background=((0, 0, 0),),
     objects=(
-        ObjectSpec(
-            "paddle", "the white paddle on the bottom row", colors=((236, 236, 236),), region=(0, 0.85, 1, 1)
-        ),
+        ObjectSpec("paddle", "the white paddle on the bottom row", colors=((236, 236, 236),), region=(0, 0.85, 1, 1)),
         ObjectSpec("ball", "the falling red ball", colors=((200, 72, 72),)),
     ),
 )
@@ -908,10 +974,17 @@ METADRIVE = GameSpec(
     },
     continuous=True,
     objects=(
-        ObjectSpec("ego", "the car you drive, at the centre of the view", colors=((224, 177, 67),),
-                   region=(0.4, 0.35, 0.6, 0.65)),
-        ObjectSpec("road_left", "the left edge of your side of the road, level with you (usually the centre line)",
-                   colors=((20, 20, 20),)),
+        ObjectSpec(
+            "ego",
+            "the car you drive, at the centre of the view",
+            colors=((224, 177, 67),),
+            region=(0.4, 0.35, 0.6, 0.65),
+        ),
+        ObjectSpec(
+            "road_left",
+            "the left edge of your side of the road, level with you (usually the centre line)",
+            colors=((20, 20, 20),),
+        ),
         ObjectSpec("road_right", "the right edge of the road, level with you", colors=((140, 140, 140),)),
         ObjectSpec("vehicle", "another car, nearest first", colors=((224, 177, 67),), max_count=32),
     ),
@@ -959,10 +1032,6 @@ _PAPER = {game.name: game for game in PAPER_GAMES}
 def _camel(ale_id: str) -> str:
     """ALE ROM id to display name: 'space_invaders' -> 'SpaceInvaders'."""
     return "".join(part.capitalize() for part in ale_id.split("_"))
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 @cache

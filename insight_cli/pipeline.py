@@ -14,14 +14,23 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from insight_cli.errors import UsageError
-from insight_cli.explain import CONTEXT_TOKENS, MAX_TOKENS, RETRIES, TIMEOUT
+from insight_cli import paths
+from insight_cli.evaluate.config import ACTORS
+from insight_cli.explain.config import (
+    base_url_option,
+    check_token_budget,
+    context_tokens_option,
+    llm_option,
+    max_tokens_option,
+    retries_option,
+    timeout_option,
+)
 from insight_cli.files import write_atomically
 from insight_cli.games import get_game
+from insight_cli.options import check_bounds, device_option, game_option, option, seed_option
 from insight_cli.progress import console
 
 STAGES = ("segment", "pretrain", "train", "extract-policy", "evaluate", "explain")
-ACTORS = ("neural", "eql", "symbolic")
 
 
 @dataclass(frozen=True)
@@ -43,43 +52,115 @@ class Preset:
     freeze_cnn: bool = False  # train: keep the pretrained perception fixed
     num_envs: int = 8  # train
     lr: float = 2.5e-4  # train
+    dagger_share: float = 0.0  # train: the last share of training in which the EQL actor plays and imitates
+    n_layers: int = 1  # train: EQL symbolic layers
+    reg_weight: float = 1e-3  # train: final weight of the EQL sparsity penalty
 
 
 # The paper's MetaDrive training settings, used for continuous-action games on every preset:
 # 8 envs x 125 steps, 10 minibatches, KL penalty 0.2, and the EQL actor collects the data.
-DRIVING = {"lr": 5e-5, "clip_coef": 0.2, "num_envs": 8, "num_steps": 125, "num_minibatches": 10, "kl_coef": 0.2,
-           "reg_weight": 1e-4, "ng": False}
+DRIVING = {
+    "lr": 5e-5,
+    "clip_coef": 0.2,
+    "num_envs": 8,
+    "num_steps": 125,
+    "num_minibatches": 10,
+    "kl_coef": 0.2,
+    "reg_weight": 1e-4,
+    "ng": False,
+    "dagger_share": 0.0,  # the EQL actor collects the data itself: no neural actor to imitate
+    "n_layers": 1,
+}
 
 PRESETS = {
-    "demo": Preset(frames=2000, epochs=3, total_steps=2048, num_steps=32, eval_episodes=1, eval_every=0.5, episodes=2,
-                   max_terms=8, decisions=2),
-    "quick": Preset(frames=10_000, epochs=10, total_steps=500_000, num_steps=128, eval_episodes=5, eval_every=0.05,
-                    episodes=5, max_terms=10, decisions=3),
+    "demo": Preset(
+        frames=2000,
+        epochs=3,
+        total_steps=2048,
+        num_steps=32,
+        eval_episodes=1,
+        eval_every=0.5,
+        episodes=2,
+        max_terms=8,
+        decisions=2,
+    ),
+    "quick": Preset(
+        frames=10_000,
+        epochs=10,
+        total_steps=500_000,
+        num_steps=128,
+        eval_episodes=5,
+        eval_every=0.05,
+        episodes=5,
+        max_terms=10,
+        decisions=3,
+    ),
     # Designed by measurement for a 2-core CPU (README, "the cpu preset"): the DQN-style encoder
     # (10x faster than the paper's), 256 wide, frozen after pretraining so the CNN runs once per
     # env step, and slots only for objects seen in 10% of the frames (Pong: 5 instead of 86).
-    "cpu": Preset(frames=10_000, epochs=20, total_steps=3_000_000, num_steps=128, eval_episodes=4, eval_every=0.05,
-                  episodes=10, max_terms=10, decisions=3, hidden=256, encoder="nature", min_seen=0.1, freeze_cnn=True),
-    "paper": Preset(frames=10_000, epochs=30, total_steps=10_000_000, num_steps=128, eval_episodes=10, eval_every=0.01,
-                    episodes=10, max_terms=None, decisions=3),
+    # The last 10% of training is DAgger: the EQL actor plays and learns the neural actor's
+    # choices on its own states (imitating on the neural actor's states alone, it lost 21-0),
+    # and the EQL actor has two layers: imitating a +19.6 neural actor by DAgger on the same
+    # coordinates, one layer stayed at -21 (with or without the penalty), two reached +17.5.
+    "cpu": Preset(
+        frames=10_000,
+        epochs=40,
+        total_steps=3_500_000,
+        num_steps=128,
+        eval_episodes=4,
+        eval_every=0.05,
+        episodes=10,
+        max_terms=10,
+        decisions=3,
+        hidden=256,
+        encoder="nature",
+        min_seen=0.1,
+        freeze_cnn=True,
+        dagger_share=0.1,
+        n_layers=2,
+        reg_weight=1e-4,
+    ),
+    "paper": Preset(
+        frames=10_000,
+        epochs=30,
+        total_steps=10_000_000,
+        num_steps=128,
+        eval_episodes=10,
+        eval_every=0.01,
+        episodes=10,
+        max_terms=None,
+        decisions=3,
+    ),
 }
 
 
 @dataclass
 class PipelineConfig:
-    game: str = "Pong"
-    preset: str = "demo"
-    force: bool = False  # redo every stage
-    llm: str = "offline"
-    base_url: str | None = None  # explain's LLM server (default: OPENAI_BASE_URL, else OpenAI)
-    timeout: float = TIMEOUT  # seconds per LLM request
-    retries: int = RETRIES  # of LLM requests that failed to connect, or got 429 or 5xx
-    max_tokens: int = MAX_TOKENS  # per LLM answer
-    context_tokens: int = CONTEXT_TOKENS  # the LLM server's context
-    total_steps: int | None = None  # train env steps (default: the preset's)
-    lr: float | None = None  # train learning rate (default: the preset's)
-    device: str = "auto"
-    seed: int = 0
+    game: str = game_option()
+    preset: str = option(
+        "demo",
+        "Budgets: demo (minutes on a CPU), cpu (a real result on a 2-core CPU: 3.5M env steps, frozen fast perception, "
+        "DAgger at the end), quick (an hour or so on a GPU), paper (the paper's settings: 10M env steps).",
+        choices=tuple(PRESETS),
+    )
+    force: bool = option(False, "Redo every stage, even those whose outputs are up to date.")
+    llm: str = llm_option()
+    base_url: str | None = base_url_option()
+    timeout: float = timeout_option()
+    retries: int = retries_option()
+    max_tokens: int = max_tokens_option()
+    context_tokens: int = context_tokens_option()
+    epochs: int | None = option(None, "Pretrain for this many epochs instead of the preset's.", min=1)
+    total_steps: int | None = option(None, "Train for this many env steps instead of the preset's.", min=1)
+    lr: float | None = option(
+        None, "Train with this learning rate instead of the preset's (2.5e-4; MetaDrive 5e-5).", above=0.0
+    )
+    device: str = device_option()
+    seed: int = seed_option()
+
+    def validate(self) -> None:
+        check_bounds(self)
+        check_token_budget(self.max_tokens, self.context_tokens)
 
 
 @dataclass
@@ -93,15 +174,13 @@ class PipelineResult:
 
 
 def _newer(output: Path, *inputs: Path) -> bool:
-    return output.exists() and all(output.stat().st_mtime >= source.stat().st_mtime for source in inputs if source.exists())
+    return output.exists() and all(
+        output.stat().st_mtime >= source.stat().st_mtime for source in inputs if source.exists()
+    )
 
 
 def run(config: PipelineConfig) -> PipelineResult:
-    if config.preset not in PRESETS:
-        raise UsageError(f"--preset must be one of {', '.join(PRESETS)}, got {config.preset!r}")
-    for name in ("total_steps", "lr"):
-        if getattr(config, name) is not None and not getattr(config, name) > 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive, got {getattr(config, name)}")
+    config.validate()
     from insight_cli.evaluate.stage import EvaluateConfig
     from insight_cli.evaluate.stage import run as evaluate
     from insight_cli.explain.stage import ExplainConfig
@@ -117,28 +196,67 @@ def run(config: PipelineConfig) -> PipelineResult:
 
     game = get_game(config.game)
     preset = PRESETS[config.preset]
-    root = Path("data") / game.name
-    run_dir = root / "runs" / config.preset
-    dataset, perception, checkpoint = root / "dataset", root / "perception.ckpt", run_dir / "run.ckpt"
-    manifest_path = root / "pipeline.json"
+    run_dir = paths.runs_dir(game.name) / config.preset
+    dataset, perception = paths.dataset_dir(game.name), paths.perception_checkpoint(game.name)
+    checkpoint = run_dir / paths.RUN_CHECKPOINT
+    manifest_path = paths.game_dir(game.name) / "pipeline.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() and not config.force else {}
     common = {"device": config.device, "seed": config.seed}
-    training = {"num_steps": preset.num_steps, "num_envs": preset.num_envs, "freeze_cnn": preset.freeze_cnn,
-                "lr": preset.lr, "total_steps": preset.total_steps, **(DRIVING if game.continuous else {})}
+    training = {
+        "num_steps": preset.num_steps,
+        "num_envs": preset.num_envs,
+        "freeze_cnn": preset.freeze_cnn,
+        "lr": preset.lr,
+        "total_steps": preset.total_steps,
+        "dagger_share": preset.dagger_share,
+        "n_layers": preset.n_layers,
+        "reg_weight": preset.reg_weight,
+        **(DRIVING if game.continuous else {}),
+    }
     training.update({name: value for name, value in (("lr", config.lr), ("total_steps", config.total_steps)) if value})
     configs = {
         "segment": SegmentConfig(game=game.name, frames=preset.frames, out=dataset, **common),
-        "pretrain": PretrainConfig(game=game.name, dataset=dataset, out=perception, epochs=preset.epochs,
-                                  hidden=preset.hidden, encoder=preset.encoder, min_seen=preset.min_seen, **common),
-        "train": TrainConfig(game=game.name, load_cnn=True, perception=perception, dataset=dataset, runs_dir=root / "runs",
-                             run_name=config.preset, force=True, eval_episodes=preset.eval_episodes,
-                             eval_every=preset.eval_every, **training, **common),
+        "pretrain": PretrainConfig(
+            game=game.name,
+            dataset=dataset,
+            out=perception,
+            epochs=config.epochs or preset.epochs,
+            hidden=preset.hidden,
+            encoder=preset.encoder,
+            min_seen=preset.min_seen,
+            **common,
+        ),
+        "train": TrainConfig(
+            game=game.name,
+            load_cnn=True,
+            perception=perception,
+            dataset=dataset,
+            runs_dir=paths.runs_dir(game.name),
+            run_name=config.preset,
+            force=True,
+            eval_episodes=preset.eval_episodes,
+            eval_every=preset.eval_every,
+            **training,
+            **common,
+        ),
         "extract-policy": ExtractConfig(checkpoint=checkpoint, max_terms=preset.max_terms, **common),
-        "evaluate": [EvaluateConfig(checkpoint=checkpoint, actor=actor, episodes=preset.episodes, video=actor == "symbolic",
-                                    **common) for actor in ACTORS],
-        "explain": ExplainConfig(checkpoint=checkpoint, llm=config.llm, decisions=preset.decisions, base_url=config.base_url,
-                                 timeout=config.timeout, retries=config.retries, max_tokens=config.max_tokens,
-                                 context_tokens=config.context_tokens, **common),
+        "evaluate": [
+            EvaluateConfig(
+                checkpoint=checkpoint, actor=actor, episodes=preset.episodes, video=actor == "symbolic", **common
+            )
+            for actor in ACTORS
+        ],
+        "explain": ExplainConfig(
+            checkpoint=checkpoint,
+            llm=config.llm,
+            decisions=preset.decisions,
+            base_url=config.base_url,
+            timeout=config.timeout,
+            retries=config.retries,
+            max_tokens=config.max_tokens,
+            context_tokens=config.context_tokens,
+            **common,
+        ),
     }
     outputs = {
         "segment": (dataset / "dataset.json", []),
@@ -151,10 +269,18 @@ def run(config: PipelineConfig) -> PipelineResult:
 
     def settings(stage: str) -> str:
         value = configs[stage]
-        return json.dumps([asdict(c) for c in value] if isinstance(value, list) else asdict(value), default=str, sort_keys=True)
+        return json.dumps(
+            [asdict(c) for c in value] if isinstance(value, list) else asdict(value), default=str, sort_keys=True
+        )
 
-    runners = {"segment": segment, "pretrain": pretrain, "train": train, "extract-policy": extract,
-               "evaluate": evaluate, "explain": explain}
+    runners = {
+        "segment": segment,
+        "pretrain": pretrain,
+        "train": train,
+        "extract-policy": extract,
+        "evaluate": evaluate,
+        "explain": explain,
+    }
     ran, skipped, stale = [], [], False
     for number, stage in enumerate(STAGES, start=1):
         output, inputs = outputs[stage]
@@ -178,8 +304,14 @@ def run(config: PipelineConfig) -> PipelineResult:
     scores = {actor: json.loads((run_dir / "evaluation" / f"{actor}.json").read_text()) for actor in ACTORS}
     policy = json.loads((run_dir / "policy.json").read_text())
     explanation = json.loads((run_dir / "explanation.json").read_text())
-    return PipelineResult(ran, skipped, scores, {"terms": policy["terms"], "fidelity": policy["fidelity"]},
-                          run_dir / "explanation.md", explanation["faithfulness"])
+    return PipelineResult(
+        ran,
+        skipped,
+        scores,
+        {"terms": policy["terms"], "fidelity": policy["fidelity"]},
+        run_dir / "explanation.md",
+        explanation["faithfulness"],
+    )
 
 
 def _unfinished(checkpoint: Path) -> bool:

@@ -17,12 +17,14 @@ class RateColumn(ProgressColumn):
     def render(self, task) -> Text:
         # the average since the start: rich's own estimate is done over the last few updates,
         # which for episodes that end together (same horizon) reads thousands per second
-        speed = task.completed / task.elapsed if task.completed and task.elapsed else 0.0
+        # (a resumed task counts from where it resumed: its `start` field)
+        done = task.completed - task.fields.get("start", 0)
+        speed = done / task.elapsed if done and task.elapsed else 0.0
         shown = f"{speed:,.0f}" if speed >= 10 else f"{speed:.2g}"
         return Text(f"{shown} {self.unit}/s" if speed else f"- {self.unit}/s", style="cyan")
 
 
-def progress_bar(unit: str) -> Progress:
+def progress_bar(unit: str, enabled: bool = True) -> Progress:
     """A rich progress bar showing done/total, the rate in `unit`/s and the time left."""
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -32,4 +34,5 @@ def progress_bar(unit: str) -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=False,
+        disable=not enabled,
     )

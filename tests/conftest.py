@@ -21,7 +21,7 @@ def _distil_move_toward_the_ball(checkpoint_path, dataset_path):
     right answer is known."""
     from insight_cli.checkpoint import save_checkpoint
     from insight_cli.dataset import load_dataset
-    from insight_cli.pretrain.data import decode
+    from insight_cli.perception.data import decode
     from insight_cli.train.agent import load_agent
     from insight_cli.train.eql import eql_penalty
 
@@ -34,7 +34,9 @@ def _distil_move_toward_the_ball(checkpoint_path, dataset_path):
     coordinates = data.coordinates[both]
     gap = coordinates[:, ball, 3, 0] - coordinates[:, paddle, 3, 0]
     actions = checkpoint.meta["action_meanings"]
-    labels = torch.where(gap > 0.02, actions.index("RIGHT"), torch.where(gap < -0.02, actions.index("LEFT"), actions.index("NOOP")))
+    labels = torch.where(
+        gap > 0.02, actions.index("RIGHT"), torch.where(gap < -0.02, actions.index("LEFT"), actions.index("NOOP"))
+    )
     torch.manual_seed(0)
     optimizer = torch.optim.Adam(agent.eql.parameters(), lr=1e-2)
     for step in range(3000):
@@ -61,9 +63,20 @@ def catch_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("catch_run")
     segment(SegmentConfig(game="Catch", frames=300, out=root / "dataset"))
     pretrain(PretrainConfig(game="Catch", dataset=root / "dataset", out=root / "perception.ckpt", epochs=4, hidden=64))
-    result = train(TrainConfig(
-        game="Catch", load_cnn=True, perception=root / "perception.ckpt", dataset=root / "dataset", runs_dir=root / "runs",
-        run_name="run", total_steps=64, num_envs=4, num_steps=16, eval_episodes=0, device="cpu",
-    ))
+    result = train(
+        TrainConfig(
+            game="Catch",
+            load_cnn=True,
+            perception=root / "perception.ckpt",
+            dataset=root / "dataset",
+            runs_dir=root / "runs",
+            run_name="run",
+            total_steps=64,
+            num_envs=4,
+            num_steps=16,
+            eval_episodes=0,
+            device="cpu",
+        )
+    )
     _distil_move_toward_the_ball(result.checkpoint, root / "dataset")
     return result.checkpoint

@@ -18,7 +18,9 @@ from insight_cli.perception.model import PerceptionConfig, PerceptionNet
 
 def test_round_trip_loads_weights_only(tmp_path):
     layer = torch.nn.Linear(3, 2)
-    path = save_checkpoint(tmp_path / "a" / "x.ckpt", "run-resume", {"hidden": 3}, {"game": "Pong"}, {"model": layer.state_dict()})
+    path = save_checkpoint(
+        tmp_path / "a" / "x.ckpt", "run-resume", {"hidden": 3}, {"game": "Pong"}, {"model": layer.state_dict()}
+    )
     torch.load(path, weights_only=True)  # no code needed to read it
     checkpoint = load_checkpoint(path, kind="run-resume")
     assert checkpoint.config == {"hidden": 3} and checkpoint.meta["game"] == "Pong"
@@ -63,13 +65,19 @@ def test_a_perception_checkpoint_that_fits_its_config_loads(tmp_path):
     PerceptionNet(PerceptionConfig.from_dict(checkpoint.config)).load_state_dict(checkpoint.state["model"])
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"hidden": 16}, r"holds encoder\.project\.0\.weight of shape \(8, \d+\), where the network needs \(16, \d+\), and 8 more"),
-    ({"hidden": -5}, r"gives hidden = -5, not a whole number from 1 to 65536"),
-    ({"hidden": 1e12}, r"gives hidden = 1000000000000\.0, not a whole number"),
-    ({"hidden": 10**12}, r"gives hidden = 1000000000000, not a whole number"),
-    ({"n_objects": "2"}, r"gives n_objects = '2', not a whole number"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (
+            {"hidden": 16},
+            r"holds encoder\.project\.0\.weight of shape \(8, \d+\), where the network needs \(16, \d+\), and 8 more",
+        ),
+        ({"hidden": -5}, r"gives hidden = -5, not a whole number from 1 to 65536"),
+        ({"hidden": 1e12}, r"gives hidden = 1000000000000\.0, not a whole number"),
+        ({"hidden": 10**12}, r"gives hidden = 1000000000000, not a whole number"),
+        ({"n_objects": "2"}, r"gives n_objects = '2', not a whole number"),
+    ],
+)
 def test_a_perception_checkpoint_whose_config_does_not_fit_its_weights_is_one_line(tmp_path, config, message):
     path = perception_checkpoint(tmp_path / "p.ckpt", **config)
     with pytest.raises(InsightError, match=message) as caught:
@@ -96,15 +104,19 @@ def test_a_checkpoint_without_a_part_names_it(tmp_path, part):
 
 def test_a_run_checkpoint_without_what_the_stages_read_names_it(tmp_path):
     path = save_checkpoint(tmp_path / "run.ckpt", "run", {}, {"game": "Catch", "objects": []}, {"agent": {}})
-    with pytest.raises(InsightError, match="run checkpoint whose meta lacks 'action_meanings', 'dataset', "
-                                           "'dataset_fingerprint', 'agent'"):
+    with pytest.raises(
+        InsightError,
+        match="run checkpoint whose meta lacks 'action_meanings', 'dataset', 'dataset_fingerprint', 'agent'",
+    ):
         load_checkpoint(path, kind="run")
 
 
 @pytest.mark.parametrize("version, shown", [("1", "'1'"), (1.0, "1.0"), (True, "True"), (2, "2")])
 def test_a_format_version_of_another_type_is_shown_as_such(tmp_path, version, shown):
-    torch.save({"format": FORMAT, "format_version": version, "kind": "run", "config": {}, "meta": {}, "state": {}},
-               tmp_path / "x.ckpt")
+    torch.save(
+        {"format": FORMAT, "format_version": version, "kind": "run", "config": {}, "meta": {}, "state": {}},
+        tmp_path / "x.ckpt",
+    )
     with pytest.raises(InsightError, match=f"has checkpoint format {re.escape(shown)}, this insight reads 1$"):
         load_checkpoint(tmp_path / "x.ckpt")
 
@@ -130,8 +142,10 @@ def test_a_full_disk_is_named_and_leaves_nothing(tmp_path, monkeypatch):
 
 def test_the_next_write_removes_a_killed_writers_temporary(tmp_path):
     target = tmp_path / "x.json"
-    code = ("import sys, time\nfrom insight_cli.files import atomic_output\nwith atomic_output(sys.argv[1]) as stream:\n"
-            "    stream.write(b'half'); stream.flush(); print('writing', flush=True); time.sleep(60)")
+    code = (
+        "import sys, time\nfrom insight_cli.files import atomic_output\nwith atomic_output(sys.argv[1]) as stream:\n"
+        "    stream.write(b'half'); stream.flush(); print('writing', flush=True); time.sleep(60)"
+    )
     writer = subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, text=True)
     assert writer.stdout.readline() == "writing\n"
     writer.kill()

@@ -91,15 +91,24 @@ def _failing(error):
     return command
 
 
-@pytest.mark.parametrize("error, shown", [
-    (InsightError("a \x1b[1mbold\x1b[0m [red]word[/red]\nand a second line", hint="the \x1b[31mhint"),
-     "a bold [red]word[/red] (the hint)"),
-    (RuntimeError("Error(s) in loading state_dict for Agent:\n\tsize mismatch for feature_centre"),
-     "RuntimeError: Error(s) in loading state_dict for Agent: (a bug? rerun with --verbose for the traceback)"),
-    (IsADirectoryError(errno.EISDIR, "Is a directory", "names.d"), "names.d: Is a directory (check the path)"),
-    (OSError(errno.ENOSPC, "No space left on device", "run.ckpt"),
-     "disk full while writing run.ckpt (free some space, or write elsewhere)"),
-])
+@pytest.mark.parametrize(
+    "error, shown",
+    [
+        (
+            InsightError("a \x1b[1mbold\x1b[0m [red]word[/red]\nand a second line", hint="the \x1b[31mhint"),
+            "a bold [red]word[/red] (the hint)",
+        ),
+        (
+            RuntimeError("Error(s) in loading state_dict for Agent:\n\tsize mismatch for feature_centre"),
+            "RuntimeError: Error(s) in loading state_dict for Agent: (a bug? rerun with --verbose for the traceback)",
+        ),
+        (IsADirectoryError(errno.EISDIR, "Is a directory", "names.d"), "names.d: Is a directory (check the path)"),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "run.ckpt"),
+            "disk full while writing run.ckpt (free some space, or write elsewhere)",
+        ),
+    ],
+)
 def test_every_error_is_one_plain_line(capsys, error, shown):
     with pytest.raises(typer.Exit) as exited:
         _failing(error)()
@@ -114,19 +123,28 @@ def damaged_run(path, **agent):
     network = Agent(AgentConfig(PerceptionConfig(n_objects=2, hidden=8), n_actions=3))
     dims = {"n_objects": 2, "hidden": 8, "threshold": 0.5, "n_actions": 3, "n_layers": 1, "n_funcs": 4}
     dims = {key: value for key, value in {**dims, **agent}.items() if value is not None}
-    meta = {"game": "Catch", "objects": [{"slot": 0, "track_id": 0, "name": "ball"}, {"slot": 1, "track_id": 1, "name": "paddle"}],
-            "action_meanings": ["NOOP", "RIGHT", "LEFT"], "dataset": "none", "dataset_fingerprint": "none", "agent": dims}
+    meta = {
+        "game": "Catch",
+        "objects": [{"slot": 0, "track_id": 0, "name": "ball"}, {"slot": 1, "track_id": 1, "name": "paddle"}],
+        "action_meanings": ["NOOP", "RIGHT", "LEFT"],
+        "dataset": "none",
+        "dataset_fingerprint": "none",
+        "agent": dims,
+    }
     return save_checkpoint(path, "run", {}, meta, {"agent": {**network.state_dict(), **weights}})
 
 
-@pytest.mark.parametrize("agent, message", [
-    ({"hidden": 16}, "holds feature_centre of shape (8,), where the network needs (16,)"),
-    ({"hidden": -5}, "gives hidden = -5, not a whole number from 1 to 65536"),
-    ({"hidden": 1e12}, "gives hidden = 1000000000000.0, not a whole number from 1 to 65536"),
-    ({"n_layers": 10**9}, "gives n_layers = 1000000000, not a whole number from 1 to 65536"),
-    ({"n_funcs": None}, "gives n_funcs = None"),
-    ({"weights": {"critic.0.bias": torch.full((512,), float("inf"))}}, "holds non-finite weights (critic.0.bias)"),
-])
+@pytest.mark.parametrize(
+    "agent, message",
+    [
+        ({"hidden": 16}, "holds feature_centre of shape (8,), where the network needs (16,)"),
+        ({"hidden": -5}, "gives hidden = -5, not a whole number from 1 to 65536"),
+        ({"hidden": 1e12}, "gives hidden = 1000000000000.0, not a whole number from 1 to 65536"),
+        ({"n_layers": 10**9}, "gives n_layers = 1000000000, not a whole number from 1 to 65536"),
+        ({"n_funcs": None}, "gives n_funcs = None"),
+        ({"weights": {"critic.0.bias": torch.full((512,), float("inf"))}}, "holds non-finite weights (critic.0.bias)"),
+    ],
+)
 def test_a_damaged_run_checkpoint_is_one_line(tmp_path, agent, message):
     path = damaged_run(tmp_path / "run.ckpt", **agent)
     result = runner.invoke(app, ["extract-policy", str(path), "--out", str(tmp_path / "policy")])
@@ -136,7 +154,10 @@ def test_a_damaged_run_checkpoint_is_one_line(tmp_path, agent, message):
 
 def test_a_damaged_checkpoint_is_one_line_for_the_user(tmp_path):
     path = damaged_run(tmp_path / "run.ckpt", hidden=16)
-    result = subprocess.run([sys.executable, "-m", "insight_cli", "evaluate", str(path)], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "insight_cli", "evaluate", str(path)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 1
-    assert result.stderr.startswith(f"error: {path} holds feature_centre of shape (8,)") and result.stderr.count("\n") == 1
+    assert (
+        result.stderr.startswith(f"error: {path} holds feature_centre of shape (8,)") and result.stderr.count("\n") == 1
+    )

@@ -22,9 +22,15 @@ def write_tiny(path, frames=6, episodes=(0, 0, 0, 1, 1, 1)):
             gray = np.full((84, 84), index, np.uint8)
             frame_id = writer.add_frame(episodes[index], index % 3, b"png", gray, action=index % 3, reward=0.5)
             boxes = np.array([[0, 0, 42, 21], [10, 20, 30, 40]])
-            writer.add_objects(frame_id, [0, 1], ["ball", "paddle"], boxes, [100, 400], [[1, 2, 3], [4, 5, 6]], (84, 84))
-        return writer.finish([{"track_id": 0, "name": "ball", "frames_seen": frames},
-                              {"track_id": 1, "name": "paddle", "frames_seen": frames}])
+            writer.add_objects(
+                frame_id, [0, 1], ["ball", "paddle"], boxes, [100, 400], [[1, 2, 3], [4, 5, 6]], (84, 84)
+            )
+        return writer.finish(
+            [
+                {"track_id": 0, "name": "ball", "frames_seen": frames},
+                {"track_id": 1, "name": "paddle", "frames_seen": frames},
+            ]
+        )
 
 
 def test_round_trip(tmp_path):
@@ -163,8 +169,10 @@ def test_a_gray_frame_of_the_wrong_length_is_refused(tmp_path):
     frames = pq.read_table(tmp_path / "ds" / "frames.parquet")
     gray = frames.column("gray").to_pylist()
     gray[2] = gray[2][:-1]
-    pq.write_table(frames.set_column(frames.schema.get_field_index("gray"), "gray", pa.array(gray, pa.binary())),
-                   tmp_path / "ds" / "frames.parquet")
+    pq.write_table(
+        frames.set_column(frames.schema.get_field_index("gray"), "gray", pa.array(gray, pa.binary())),
+        tmp_path / "ds" / "frames.parquet",
+    )
     with pytest.raises(InsightError, match="a gray frame is not 84x84"):
         load_dataset(tmp_path / "ds")
 
@@ -211,11 +219,14 @@ def precious(file):
     return file
 
 
-@pytest.mark.parametrize("make", [
-    lambda out: precious(out),
-    lambda out: precious(out / "thesis.txt"),
-    lambda out: (write_tiny(out), precious(out / "notes.txt"))[1],
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda out: precious(out),
+        lambda out: precious(out / "thesis.txt"),
+        lambda out: (write_tiny(out), precious(out / "notes.txt"))[1],
+    ],
+)
 def test_anything_else_is_replaced_only_when_asked(tmp_path, make):
     file = make(tmp_path / "out")
     with pytest.raises(InsightError, match="would delete it.*--force"):
@@ -232,9 +243,19 @@ def test_leftovers_of_killed_runs_are_removed_and_a_live_runs_kept(tmp_path):
     finished = subprocess.Popen(["true"])
     finished.wait()
     dead, live = finished.pid, os.getpid()
-    for name in (f".ds.tmp-{dead}-abcd1234", ".ds.tmp-old12345", f".ds.old-{dead}", f".ds.tmp-{live}-abcd1234",
-                 ".ds.tmp-mine.txt", ".other.tmp-abcd1234"):
+    for name in (
+        f".ds.tmp-{dead}-abcd1234",
+        ".ds.tmp-old12345",
+        f".ds.old-{dead}",
+        f".ds.tmp-{live}-abcd1234",
+        ".ds.tmp-mine.txt",
+        ".other.tmp-abcd1234",
+    ):
         (tmp_path / name).mkdir()
     write_tiny(tmp_path / "ds")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f".ds.tmp-{live}-abcd1234", ".ds.tmp-mine.txt",
-                                                           ".other.tmp-abcd1234", "ds"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f".ds.tmp-{live}-abcd1234",
+        ".ds.tmp-mine.txt",
+        ".other.tmp-abcd1234",
+        "ds",
+    ]

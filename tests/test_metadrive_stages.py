@@ -8,21 +8,21 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from insight_cli.envs.metadrive import STATE_SIZE, asset_status
-from insight_cli.evaluate.stage import EvaluateConfig
-from insight_cli.evaluate.stage import run as evaluate
 from insight_cli.checkpoint import load_checkpoint
 from insight_cli.dataset import load_dataset
-from insight_cli.extract_policy.stage import ExtractConfig, held_out_states
+from insight_cli.envs.metadrive import STATE_SIZE, asset_status
+from insight_cli.errors import UsageError
+from insight_cli.evaluate.stage import EvaluateConfig
+from insight_cli.evaluate.stage import run as evaluate
 from insight_cli.explain.stage import ExplainConfig
 from insight_cli.explain.stage import run as explain
+from insight_cli.extract_policy.stage import ExtractConfig, held_out_states
 from insight_cli.extract_policy.stage import run as extract
-from insight_cli.train.agent import load_agent
-from insight_cli.errors import UsageError
 from insight_cli.pretrain.stage import PretrainConfig
 from insight_cli.pretrain.stage import run as pretrain
 from insight_cli.segment.stage import SegmentConfig
 from insight_cli.segment.stage import run as segment
+from insight_cli.train.agent import load_agent
 from insight_cli.train.stage import TrainConfig
 from insight_cli.train.stage import run as train
 
@@ -45,29 +45,61 @@ def test_metadrive_through_the_stages(tmp_path):
     assert np.mean(np.array(x_of["road_left"]) < 0.5) > 0.9 and np.mean(np.array(x_of["road_right"]) > 0.5) > 0.9
 
     checkpoint = tmp_path / "perception.ckpt"
-    trained = pretrain(PretrainConfig(game="MetaDrive", dataset=tmp_path / "dataset", out=checkpoint, epochs=2,
-                                      hidden=32, device="cpu"))
+    trained = pretrain(
+        PretrainConfig(
+            game="MetaDrive", dataset=tmp_path / "dataset", out=checkpoint, epochs=2, hidden=32, device="cpu"
+        )
+    )
     assert trained.checkpoint == checkpoint and checkpoint.exists()
 
-    run = train(TrainConfig(
-        game="MetaDrive", load_cnn=True, perception=checkpoint, dataset=tmp_path / "dataset", runs_dir=tmp_path / "runs",
-        run_name="drive", total_steps=64, num_envs=2, num_steps=16, num_minibatches=2, lr=5e-5, clip_coef=0.2,
-        kl_coef=0.2, reg_weight=1e-4, ng=False, eval_episodes=0, device="cpu",
-    ))
+    run = train(
+        TrainConfig(
+            game="MetaDrive",
+            load_cnn=True,
+            perception=checkpoint,
+            dataset=tmp_path / "dataset",
+            runs_dir=tmp_path / "runs",
+            run_name="drive",
+            total_steps=64,
+            num_envs=2,
+            num_steps=16,
+            num_minibatches=2,
+            lr=5e-5,
+            clip_coef=0.2,
+            kl_coef=0.2,
+            reg_weight=1e-4,
+            ng=False,
+            eval_episodes=0,
+            device="cpu",
+        )
+    )
     assert run.global_step == 64
     agent, _ = load_agent(run.checkpoint, torch.device("cpu"))
     assert agent.config.continuous and agent.config.state_size == STATE_SIZE
     assert not torch.equal(agent.eql_log_std, torch.full((2,), -0.5))  # the EQL actor acted and was trained
 
-    driven = segment(SegmentConfig(game="MetaDrive", frames=20, seed=3, policy=run.checkpoint, out=tmp_path / "driven",
-                                   device="cpu"))
+    driven = segment(
+        SegmentConfig(game="MetaDrive", frames=20, seed=3, policy=run.checkpoint, out=tmp_path / "driven", device="cpu")
+    )
     assert driven.frames == 20 and load_dataset(tmp_path / "driven").states().shape == (20, STATE_SIZE)
 
-    blind = train(TrainConfig(
-        game="MetaDrive", load_cnn=True, perception=checkpoint, dataset=tmp_path / "dataset", runs_dir=tmp_path / "runs",
-        run_name="pixels-only", total_steps=32, num_envs=2, num_steps=16, num_minibatches=2, ego_state=False,
-        eval_episodes=0, device="cpu",
-    ))
+    blind = train(
+        TrainConfig(
+            game="MetaDrive",
+            load_cnn=True,
+            perception=checkpoint,
+            dataset=tmp_path / "dataset",
+            runs_dir=tmp_path / "runs",
+            run_name="pixels-only",
+            total_steps=32,
+            num_envs=2,
+            num_steps=16,
+            num_minibatches=2,
+            ego_state=False,
+            eval_episodes=0,
+            device="cpu",
+        )
+    )
     assert load_agent(blind.checkpoint, torch.device("cpu"))[0].config.state_size == 0
 
     for actor in ("neural", "eql"):
@@ -94,7 +126,9 @@ def test_metadrive_through_the_stages(tmp_path):
     explained = explain(ExplainConfig(checkpoint=run.checkpoint, decisions=2, device="cpu"))
     decisions = explained.document["decisions"]
     assert len(decisions) == 2 and set(decisions[0]["actions"]) == {"steering", "throttle"}
-    assert explained.faithfulness["claims"] > 0 and explained.faithfulness["claims"] == explained.faithfulness["supported"]
+    assert (
+        explained.faithfulness["claims"] > 0 and explained.faithfulness["claims"] == explained.faithfulness["supported"]
+    )
     assert "mean_steering" in (run.checkpoint.parent / "explanation.md").read_text()
 
 

@@ -9,8 +9,18 @@ from insight_cli.errors import UsageError
 from insight_cli.pipeline import PipelineConfig, Preset, run
 
 runner = CliRunner()
-TINY = Preset(frames=200, epochs=1, total_steps=256, num_steps=16, eval_episodes=1, eval_every=1.0, episodes=1,
-              max_terms=8, decisions=1, hidden=32)
+TINY = Preset(
+    frames=200,
+    epochs=1,
+    total_steps=256,
+    num_steps=16,
+    eval_episodes=1,
+    eval_every=1.0,
+    episodes=1,
+    max_terms=8,
+    decisions=1,
+    hidden=32,
+)
 
 
 @pytest.mark.slow

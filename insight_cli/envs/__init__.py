@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from insight_cli.envs.base import Frame, FrameSource, StepResult, VectorEnv
 from insight_cli.envs.preprocessing import MODES, EpisodeRules
 from insight_cli.errors import UsageError
@@ -10,7 +12,16 @@ from insight_cli.games import GameSpec, get_game
 
 BACKENDS = ("auto", "ale", "gymnasium")
 
-__all__ = ["BACKENDS", "Frame", "FrameSource", "StepResult", "VectorEnv", "make_frame_source", "make_vector_env"]
+__all__ = [
+    "BACKENDS",
+    "Frame",
+    "FrameSource",
+    "StepResult",
+    "VectorEnv",
+    "ego_states",
+    "make_frame_source",
+    "make_vector_env",
+]
 
 
 def _resolve(game: str | GameSpec, mode: str) -> tuple[GameSpec, EpisodeRules]:
@@ -69,3 +80,14 @@ def make_frame_source(game: str | GameSpec, seed: int = 0, mode: str = "train", 
     from insight_cli.envs.atari import AtariFrameSource
 
     return AtariFrameSource(spec, seed, rules)
+
+
+def ego_states(env, device):
+    """(N, S) the env's (or frame source's) current ego states as a float tensor on the torch
+    `device`; None for games without."""
+    import torch  # the env layer itself needs no torch
+
+    state = getattr(env, "ego_state", None)
+    return (
+        None if state is None else torch.from_numpy(np.array(state, np.float32)).reshape(-1, state.shape[-1]).to(device)
+    )

@@ -3,11 +3,13 @@ the same episode rules, plus the single-env frame source used to collect dataset
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from insight_cli.envs.base import Frame, StepResult
+from insight_cli.envs.base import Frame, StepResult, env_seeds
 from insight_cli.envs.preprocessing import (
     FRAME_SIZE,
     FRAME_SKIP,
@@ -46,9 +48,11 @@ class _GymVectorAdapter:
 
     _env: gym.vector.VectorEnv
     seed: int
+    _seed_array = False  # ALE's C++ vector env takes the seeds as an array, gymnasium's as a list
 
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        obs, _ = self._env.reset(seed=self.seed if seed is None else seed)
+    def reset(self, seed: int | Sequence[int] | None = None) -> np.ndarray:
+        seeds = env_seeds(self.seed if seed is None else seed, self.num_envs)
+        obs, _ = self._env.reset(seed=seeds if self._seed_array else seeds.tolist())
         return obs
 
     def step(self, actions: np.ndarray) -> StepResult:
@@ -61,6 +65,8 @@ class _GymVectorAdapter:
 
 class AleVectorEnv(_GymVectorAdapter):
     """N Atari games stepped by ALE's C++ threads, preprocessing done in C++."""
+
+    _seed_array = True
 
     def __init__(self, game: GameSpec, num_envs: int, seed: int, rules: EpisodeRules):
         self.num_envs = num_envs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -26,9 +27,9 @@ class VectorEnv(Protocol):
     seed: int
     action_meanings: list[str]
 
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        """Reset all envs, env i seeded with seed + i (default: the seed the env was made
-        with); returns (N, 4, 84, 84) uint8."""
+    def reset(self, seed: int | Sequence[int] | None = None) -> np.ndarray:
+        """Reset all envs, env i seeded with seed + i, or with seed[i] given one seed per env
+        (default: the seed the env was made with); returns (N, 4, 84, 84) uint8."""
 
     def step(self, actions: np.ndarray) -> StepResult: ...
 
@@ -48,3 +49,13 @@ class FrameSource(Protocol):
         the frame is the first of the next episode."""
 
     def close(self) -> None: ...
+
+
+def env_seeds(seed: int | Sequence[int], num_envs: int) -> np.ndarray:
+    """(N,) the seed of each env for `VectorEnv.reset`: seed, seed + 1, ... or one given per env."""
+    if isinstance(seed, (int, np.integer)):
+        return np.arange(int(seed), int(seed) + num_envs, dtype=np.int64)
+    seeds = np.asarray(seed, dtype=np.int64)
+    if seeds.shape != (num_envs,):
+        raise ValueError(f"reset got {seeds.size} seeds for {num_envs} envs")
+    return seeds

@@ -10,10 +10,12 @@ The game is vectorised in numpy, so N envs cost little more than one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
-from insight_cli.envs.base import Frame, StepResult
-from insight_cli.envs.preprocessing import FRAME_SIZE, STACK
+from insight_cli.envs.base import Frame, StepResult, env_seeds
+from insight_cli.envs.preprocessing import FRAME_SIZE, STACK, gray_view
 
 SCREEN = FRAME_SIZE
 BALL_SIZE = 4
@@ -28,8 +30,8 @@ MOVE = np.array([0, PADDLE_SPEED, -PADDLE_SPEED])  # NOOP, RIGHT, LEFT
 
 
 def _gray(rgb: tuple[int, int, int]) -> int:
-    red, green, blue = rgb
-    return round(0.299 * red + 0.587 * green + 0.114 * blue)
+    """A colour's luma, as the training view of any game computes it."""
+    return int(gray_view(np.full((FRAME_SIZE, FRAME_SIZE, 3), rgb, np.uint8))[0, 0])
 
 
 class CatchVectorEnv:
@@ -47,9 +49,9 @@ class CatchVectorEnv:
         self._stack = np.zeros((num_envs, STACK, SCREEN, SCREEN), dtype=np.uint8)
         self._coords = np.arange(SCREEN)
 
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        seed = self.seed if seed is None else seed
-        self._rngs = [np.random.default_rng(seed + index) for index in range(self.num_envs)]
+    def reset(self, seed: int | Sequence[int] | None = None) -> np.ndarray:
+        seeds = env_seeds(self.seed if seed is None else seed, self.num_envs)
+        self._rngs = [np.random.default_rng(int(value)) for value in seeds]
         self._reset_where(np.ones(self.num_envs, dtype=bool))
         return self._stack.copy()
 
@@ -85,7 +87,9 @@ class CatchVectorEnv:
         """Everything needed to continue exactly where the envs are (plain data, for checkpoints)."""
         return {
             "rngs": [rng.bit_generator.state for rng in self._rngs],
-            "arrays": {name: getattr(self, f"_{name}").tolist() for name in ("ball_x", "ball_y", "paddle_x", "balls_left")},
+            "arrays": {
+                name: getattr(self, f"_{name}").tolist() for name in ("ball_x", "ball_y", "paddle_x", "balls_left")
+            },
             "stack": self._stack.tobytes(),
         }
 

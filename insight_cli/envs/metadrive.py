@@ -20,13 +20,14 @@ import importlib.metadata
 import importlib.util
 import multiprocessing as mp
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from insight_cli.envs.base import Frame, StepResult
-from insight_cli.envs.preprocessing import FRAME_SIZE, STACK
+from insight_cli.envs.base import Frame, StepResult, env_seeds
+from insight_cli.envs.preprocessing import FRAME_SIZE, STACK, gray_view
 from insight_cli.errors import InsightError
 from insight_cli.games import METADRIVE
 
@@ -36,15 +37,24 @@ VEHICLE_RGB = (224, 177, 67)  # every vehicle, the ego included, in the semantic
 SCENARIOS = 1000  # maps (PG scenarios) seeds cycle through
 TRAFFIC_DENSITY = 0.2  # MetaDrive's default 0.1 leaves few cars in view
 HORIZON = 1000  # steps of 0.1 s before an episode is cut off
-ASSET_HINT = "`python -m metadrive.pull_asset` fetches them (or unzip MetaDrive's assets.zip into <site-packages>/metadrive/)"
+ASSET_HINT = (
+    "`python -m metadrive.pull_asset` fetches them (or unzip MetaDrive's assets.zip into <site-packages>/metadrive/)"
+)
 _RENDER = dict(
-    mode="topdown", window=False, screen_size=(FRAME_SIZE, FRAME_SIZE), scaling=PIXELS_PER_METRE,
-    film_size=(2000, 2000), target_agent_heading_up=True, num_stack=1, draw_contour=False, semantic_map=True,
+    mode="topdown",
+    window=False,
+    screen_size=(FRAME_SIZE, FRAME_SIZE),
+    scaling=PIXELS_PER_METRE,
+    film_size=(2000, 2000),
+    target_agent_heading_up=True,
+    num_stack=1,
+    draw_contour=False,
+    semantic_map=True,
 )
 
 
 def asset_status() -> str:
-    """"ok", "missing", "outdated" or "not-installed", without importing metadrive (slow).
+    """ "ok", "missing", "outdated" or "not-installed", without importing metadrive (slow).
     Only 3-D rendering (the RGB camera) needs the assets; the top-down view does not."""
     spec = importlib.util.find_spec("metadrive")
     if spec is None or spec.origin is None:
@@ -85,8 +95,15 @@ class Drive:
 
         BaseEngine.try_pull_asset = staticmethod(lambda: None)  # headless: the assets are never needed
         config = dict(
-            log_level=50, use_render=False, image_observation=False, num_scenarios=SCENARIOS, start_seed=0,
-            traffic_density=TRAFFIC_DENSITY, horizon=HORIZON, force_destroy=True, agent_observation=StateObservation,
+            log_level=50,
+            use_render=False,
+            image_observation=False,
+            num_scenarios=SCENARIOS,
+            start_seed=0,
+            traffic_density=TRAFFIC_DENSITY,
+            horizon=HORIZON,
+            force_destroy=True,
+            agent_observation=StateObservation,
             vehicle_config=dict(lidar=dict(num_lasers=0, distance=0)),
         )
         if expert:
@@ -137,8 +154,10 @@ class Drive:
         """The edges of the ego's side of the road level with it (left: usually the centre line),
         as small boxes on the ego's row, where they are in view."""
         centre, edges = FRAME_SIZE / 2, []
-        for name, x in (("road_left", centre - ego.dist_to_left_side * PIXELS_PER_METRE),
-                        ("road_right", centre + ego.dist_to_right_side * PIXELS_PER_METRE)):
+        for name, x in (
+            ("road_left", centre - ego.dist_to_left_side * PIXELS_PER_METRE),
+            ("road_right", centre + ego.dist_to_right_side * PIXELS_PER_METRE),
+        ):
             if 1 <= x <= FRAME_SIZE - 1:
                 edges.append(ObjectBox(name, (float(x) - 1, centre - 2, float(x) + 1, centre + 2)))
         return edges
@@ -155,13 +174,6 @@ def _view_pixels(points: np.ndarray, ego) -> np.ndarray:
     left = -offset[..., 0] * sin + offset[..., 1] * cos
     centre = FRAME_SIZE / 2
     return np.stack([centre - left * PIXELS_PER_METRE, centre - forward * PIXELS_PER_METRE], axis=-1)
-
-
-def gray(rgb: np.ndarray) -> np.ndarray:
-    """The training view of one top-down frame: (84, 84, 3) RGB -> (84, 84) luma."""
-    import cv2
-
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
 def first_stack(frame: np.ndarray) -> np.ndarray:
@@ -196,7 +208,7 @@ class MetaDriveFrameSource:
 
     def _start(self, seed: int) -> Frame:
         observation = self._drive.reset(seed)
-        self._stack = first_stack(gray(observation.rgb))
+        self._stack = first_stack(gray_view(observation.rgb))
         self.objects, self.ego_state = observation.objects, observation.state
         return Frame(observation.rgb, self._stack.copy())
 
@@ -205,7 +217,7 @@ class MetaDriveFrameSource:
         if terminated or truncated:
             self._episode += 1
             return self._start(self.seed + self._episode), reward, True
-        self._stack = pushed(self._stack, gray(observation.rgb))
+        self._stack = pushed(self._stack, gray_view(observation.rgb))
         self.objects, self.ego_state = observation.objects, observation.state
         return Frame(observation.rgb, self._stack.copy()), reward, False
 
@@ -255,19 +267,20 @@ class MetaDriveVectorEnv:
             self._connections.append(parent)
             self._processes.append(process)
         self._episodes = np.zeros(num_envs, np.int64)
+        self._first_maps = env_seeds(seed, num_envs)  # env i's map in its episode k: this + N k
         self._stack = np.zeros((num_envs, STACK, FRAME_SIZE, FRAME_SIZE), np.uint8)
         self.ego_state = np.zeros((num_envs, STATE_SIZE), np.float32)
         self.arrived = np.zeros(num_envs, bool)
 
     def _map(self, index: int) -> int:
-        return self.seed + index + self.num_envs * int(self._episodes[index])
+        return int(self._first_maps[index]) + self.num_envs * int(self._episodes[index])
 
     def _start(self, index: int, rgb: np.ndarray, state: np.ndarray) -> None:
-        self._stack[index] = first_stack(gray(rgb))
+        self._stack[index] = first_stack(gray_view(rgb))
         self.ego_state[index] = state
 
-    def reset(self, seed: int | None = None) -> np.ndarray:
-        self.seed = self.seed if seed is None else seed
+    def reset(self, seed: int | Sequence[int] | None = None) -> np.ndarray:
+        self._first_maps = env_seeds(self.seed if seed is None else seed, self.num_envs)
         self._episodes[:] = 0
         for index, connection in enumerate(self._connections):
             _send(connection, ("reset", self._map(index)))
@@ -290,7 +303,7 @@ class MetaDriveVectorEnv:
                 _send(connection, ("reset", self._map(index)))
                 finished.append(index)
             else:
-                self._stack[index] = pushed(self._stack[index], gray(rgb))
+                self._stack[index] = pushed(self._stack[index], gray_view(rgb))
                 self.ego_state[index] = state
         for index in finished:
             self._start(index, *_receive(self._connections[index]))
@@ -309,7 +322,9 @@ class MetaDriveVectorEnv:
 
 
 _WORKER_DIED = "a MetaDrive worker process died"
-_WORKER_HINT = "run again; if it keeps failing, `insight segment --game MetaDrive --frames 10` shows MetaDrive's own error"
+_WORKER_HINT = (
+    "run again; if it keeps failing, `insight segment --game MetaDrive --frames 10` shows MetaDrive's own error"
+)
 
 
 def _send(connection, message) -> None:

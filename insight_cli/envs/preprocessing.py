@@ -7,7 +7,8 @@ observation of the same emulator state are produced by the same code with these 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+
+import numpy as np
 
 FRAME_SIZE = 84  # observations are FRAME_SIZE x FRAME_SIZE grayscale
 STACK = 4  # frames per observation, oldest first; frame 4 is the current one
@@ -15,7 +16,6 @@ FRAME_SKIP = 4  # emulator frames per agent step, max-pooled over the last two
 NOOP_MAX = 30  # up to this many no-op steps after every reset
 MAX_EPISODE_FRAMES = 108_000  # 30 minutes of play at 60 Hz
 
-Mode = Literal["train", "eval"]
 MODES: tuple[str, ...] = ("train", "eval")
 
 
@@ -34,3 +34,14 @@ class EpisodeRules:
         if mode == "eval":
             return cls(episodic_life=False, clip_rewards=False, fire_reset=True)
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+
+
+def gray_view(rgb: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB frame as the training view sees it: (84, 84) uint8 luma (ITU-R 601
+    weights, OpenCV's rounding), area-resampled when it is another size."""
+    import cv2  # only the stages that draw frames need OpenCV
+
+    luma = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+    if luma.shape != (FRAME_SIZE, FRAME_SIZE):
+        luma = cv2.resize(luma, (FRAME_SIZE, FRAME_SIZE), interpolation=cv2.INTER_AREA)
+    return luma

@@ -13,13 +13,13 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from insight_cli.envs import make_frame_source, make_vector_env
+from insight_cli.envs import ego_states, make_frame_source, make_vector_env
+from insight_cli.evaluate.config import ACTORS
 from insight_cli.games import GameSpec
 
 # (B, 4, 84, 84) uint8 observations and (B, S) ego states or None -> (B,) actions (continuous:
 # (B, A)) and (B, K, 4, 2) object coordinates
 Actor = Callable[[torch.Tensor, torch.Tensor | None], tuple[np.ndarray, np.ndarray]]
-ACTORS = ("neural", "eql", "symbolic")
 
 
 class Step(NamedTuple):
@@ -72,15 +72,25 @@ def agent_actor(agent, actor: str, symbolic=None) -> Actor:
             coordinates = agent.perception.object_coordinates(agent.perception(obs)).float().cpu().numpy()
             with_state = (state.cpu().numpy(),) if agent.config.state_size else ()
             actions = np.asarray(symbolic.act(coordinates, *with_state))
-            return actions.reshape(len(coordinates), -1) if agent.config.continuous else actions.reshape(-1), coordinates
+            return actions.reshape(len(coordinates), -1) if agent.config.continuous else actions.reshape(
+                -1
+            ), coordinates
         out = agent(obs, state if agent.config.state_size else None)
         return agent.greedy(out, actor).cpu().numpy(), out.coordinates.float().cpu().numpy()
 
     return act
 
 
-def play_episodes(act: Actor, game: GameSpec, episodes: int, seed: int, device: torch.device, max_envs: int = 8,
-                  keep_states: bool = False, on_episode: Callable[[float], None] | None = None) -> Episodes:
+def play_episodes(
+    act: Actor,
+    game: GameSpec,
+    episodes: int,
+    seed: int,
+    device: torch.device,
+    max_envs: int = 8,
+    keep_states: bool = False,
+    on_episode: Callable[[float], None] | None = None,
+) -> Episodes:
     """`episodes` full games, at most `max_envs` at once (eval envs end every episode: they
     truncate at 108k frames).
 
@@ -129,9 +139,3 @@ def play_episodes(act: Actor, game: GameSpec, episodes: int, seed: int, device: 
         [arrived for _, _, arrived in finished] if game.continuous else None,
         np.concatenate(ego) if ego else None,
     )
-
-
-def ego_states(env, device: torch.device) -> torch.Tensor | None:
-    """(N, S) the env's (or frame source's) current ego states on `device`; None for games without."""
-    state = getattr(env, "ego_state", None)
-    return None if state is None else torch.from_numpy(np.array(state, np.float32)).reshape(-1, state.shape[-1]).to(device)

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from insight_cli.errors import UsageError
-from insight_cli.evaluate.episodes import ACTORS, agent_actor, play_episodes, watch_episode
+from insight_cli.evaluate.config import EvaluateConfig
+from insight_cli.evaluate.episodes import agent_actor, play_episodes, watch_episode
 from insight_cli.files import atomic_output, ensure_writable, write_atomically
 from insight_cli.games import get_game
 from insight_cli.pictures import caption, mark_points, upscale, write_video
@@ -23,40 +23,13 @@ from insight_cli.train.agent import load_agent
 
 
 @dataclass
-class EvaluateConfig:
-    checkpoint: Path
-    actor: str = "eql"  # neural | eql | symbolic (policy.json's equations on the predicted coordinates)
-    episodes: int = 10
-    policy: Path | None = None  # policy.json for --actor symbolic; default: next to the run
-    video: bool = False
-    video_steps: int = 3000  # agent steps (4 frames each) at most in the video
-    num_envs: int = 8  # episodes played at once
-    out: Path | None = None  # directory; default: <run>/evaluation
-    device: str = "auto"
-    seed: int = 0
-
-
-@dataclass
 class EvaluateResult:
     summary: dict
     files: list[Path]
 
 
-def _validate(config: EvaluateConfig) -> None:
-    if config.actor not in ACTORS:
-        raise UsageError(f"--actor must be one of {', '.join(ACTORS)}, got {config.actor!r}")
-    if config.episodes < 1:
-        raise UsageError(f"--episodes must be at least 1, got {config.episodes}")
-    if config.num_envs < 1:
-        raise UsageError(f"--num-envs must be at least 1, got {config.num_envs}")
-    if config.video_steps < 1:
-        raise UsageError(f"--video-steps must be at least 1, got {config.video_steps}")
-    if config.policy is not None and config.actor != "symbolic":
-        raise UsageError("--policy is the policy.json whose equations --actor symbolic plays; it needs --actor symbolic")
-
-
 def run(config: EvaluateConfig) -> EvaluateResult:
-    _validate(config)
+    config.validate()
     device = resolve_device(config.device)
     seed_everything(config.seed)
     path = Path(config.checkpoint)
@@ -68,28 +41,45 @@ def run(config: EvaluateConfig) -> EvaluateResult:
         from insight_cli.extract_policy.export import read_policy_for
         from insight_cli.extract_policy.stage import interface
 
-        symbolic = read_policy_for(Path(config.policy or path.parent / "policy.json"), game.name,
-                                   interface(agent, checkpoint, game))
+        symbolic = read_policy_for(
+            Path(config.policy or path.parent / "policy.json"), game.name, interface(agent, checkpoint, game)
+        )
     act = agent_actor(agent, config.actor, symbolic)
     out = Path(config.out or path.parent / "evaluation")
     ensure_writable(out / f"{config.actor}.json")  # before the episodes, not after
 
     with progress_bar("episodes") as progress:
         task = progress.add_task(f"evaluate {config.actor}", total=config.episodes)
-        episodes = play_episodes(act, game, config.episodes, config.seed, device, max_envs=config.num_envs,
-                                 on_episode=lambda _: progress.advance(task))
+        episodes = play_episodes(
+            act,
+            game,
+            config.episodes,
+            config.seed,
+            device,
+            max_envs=config.num_envs,
+            on_episode=lambda _: progress.advance(task),
+        )
     returns = np.asarray(episodes.returns)
     summary = {
-        "run": str(path), "game": game.name, "actor": config.actor, "episodes": len(returns), "seed": config.seed,
-        "mean": float(returns.mean()), "std": float(returns.std()), "min": float(returns.min()),
-        "max": float(returns.max()), "mean_length": float(np.mean(episodes.lengths)),
+        "run": str(path),
+        "game": game.name,
+        "actor": config.actor,
+        "episodes": len(returns),
+        "seed": config.seed,
+        "mean": float(returns.mean()),
+        "std": float(returns.std()),
+        "min": float(returns.min()),
+        "max": float(returns.max()),
+        "mean_length": float(np.mean(episodes.lengths)),
     }
     if episodes.arrived is not None:
         summary["success_rate"] = float(np.mean(episodes.arrived))
     files = []
     if config.video:
         video_path = out / f"{config.actor}.mp4"
-        summary["video_return"] = record_video(video_path, act, game, object_names, config.seed, config.video_steps, device)
+        summary["video_return"] = record_video(
+            video_path, act, game, object_names, config.seed, config.video_steps, device
+        )
         files.append(video_path)
     table = pa.table({"episode": list(range(len(returns))), "return": episodes.returns, "length": episodes.lengths})
     with atomic_output(out / f"{config.actor}_episodes.parquet") as stream:
@@ -105,7 +95,9 @@ def _action_text(game, action) -> str:
     return game.action_names[action]
 
 
-def record_video(path: Path, act, game, object_names: list[str], seed: int, max_steps: int, device: torch.device) -> float:
+def record_video(
+    path: Path, act, game, object_names: list[str], seed: int, max_steps: int, device: torch.device
+) -> float:
     """One greedy episode (from the same start as the first evaluation episode) as an mp4 with
     each present object's predicted centre and name drawn on the full frame; returns its score."""
     canvases, score = [], 0.0

@@ -1,4 +1,5 @@
-"""`insight explain`: language explanations of the policy and of single decisions, checked for faithfulness (DESIGN §6)."""
+"""`insight explain`: language explanations of the policy and of single decisions, checked for
+faithfulness (docs/design.md §12)."""
 
 # Defaults shared by `insight explain`, `insight pipeline` and their configs.
 MAX_TOKENS = 512  # per answer: a model that loops at temperature 0 stops here instead of at the timeout

@@ -18,8 +18,9 @@ import numpy as np
 from insight_cli.errors import InsightError
 from insight_cli.explain import CONTEXT_TOKENS, MAX_TOKENS, decision_list, structured
 from insight_cli.explain.budget import TokenBudget
+from insight_cli.explain.decisions import Decision
 from insight_cli.explain.faithfulness import Statement
-from insight_cli.explain.prompts import Decision, reader_state
+from insight_cli.explain.prompts import reader_state
 from insight_cli.explain.transcript import Transcript
 from insight_cli.extract_policy.symbolic import SymbolicPolicy
 
@@ -49,8 +50,17 @@ class OpenAIBackend:
     at all is reported at once. The claims come back under the response_format json_schema where
     the server takes one, else in the fenced block the prompts ask for."""
 
-    def __init__(self, model: str, base_url: str | None, temperature: float, timeout: float, retries: int,
-                 max_tokens: int = MAX_TOKENS, context_tokens: int = CONTEXT_TOKENS, transcript: Transcript | None = None):
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None,
+        temperature: float,
+        timeout: float,
+        retries: int,
+        max_tokens: int = MAX_TOKENS,
+        context_tokens: int = CONTEXT_TOKENS,
+        transcript: Transcript | None = None,
+    ):
         import openai
 
         key = os.environ.get("OPENAI_API_KEY")
@@ -64,8 +74,12 @@ class OpenAIBackend:
         self.max_tokens, self.budget, self.transcript = max_tokens, TokenBudget(context_tokens), transcript
         self.json_schema = True  # until the server refuses a response_format
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        self.client = openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0,
-                                    timeout=openai.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)))
+        self.client = openai.OpenAI(
+            api_key=key,
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=openai.Timeout(timeout, connect=min(timeout, CONNECT_TIMEOUT)),
+        )
         self._check_reachable()
 
     @property
@@ -87,12 +101,16 @@ class OpenAIBackend:
             raise self._unreachable(f" ({getattr(error, 'strerror', None) or error})") from None
 
     def _unreachable(self, reason: str = "") -> InsightError:
-        return InsightError(f"cannot reach the LLM server at {self.base_url}{reason}",
-                            hint="check --base-url / OPENAI_BASE_URL and that the server runs")
+        return InsightError(
+            f"cannot reach the LLM server at {self.base_url}{reason}",
+            hint="check --base-url / OPENAI_BASE_URL and that the server runs",
+        )
 
     def _not_an_api(self) -> InsightError:
-        return InsightError(f"{self.base_url} did not answer like an OpenAI-compatible chat API",
-                            hint="check --base-url / OPENAI_BASE_URL: it usually ends in /v1")
+        return InsightError(
+            f"{self.base_url} did not answer like an OpenAI-compatible chat API",
+            hint="check --base-url / OPENAI_BASE_URL: it usually ends in /v1",
+        )
 
     def complete(self, messages: list[dict], schema: dict, what: str, max_tokens: int | None = None) -> Reply:
         """One answer to `messages`, fitted to the context (`what` names the prompt in errors):
@@ -140,9 +158,11 @@ class OpenAIBackend:
         """A failed request as one line that says what to do."""
         openai, url = self.openai, self.base_url
         if isinstance(error, openai.APITimeoutError):
-            return InsightError(f"{url} did not answer in time (--timeout {self.timeout:g} s) for {what}",
-                                hint="a local server may still be working on it: wait, then rerun with --resume; "
-                                     "or raise --timeout, or lower --max-tokens")
+            return InsightError(
+                f"{url} did not answer in time (--timeout {self.timeout:g} s) for {what}",
+                hint="a local server may still be working on it: wait, then rerun with --resume; "
+                "or raise --timeout, or lower --max-tokens",
+            )
         if isinstance(error, openai.APIConnectionError):
             return self._unreachable()
         if isinstance(error, openai.AuthenticationError):
@@ -151,12 +171,15 @@ class OpenAIBackend:
             return InsightError(f"{url} does not serve the model {self.model!r}", hint="check --llm")
         message = re.sub(r"^Error code: \d+ - ", "", error.message) if isinstance(error, openai.APIStatusError) else ""
         if isinstance(error, (openai.BadRequestError, openai.UnprocessableEntityError)):
-            return InsightError(f"{url} refused {what} (about {prompt_tokens:,} tokens): {error.status_code} {message}",
-                                hint=f"if the server's context is smaller than --context-tokens "
-                                     f"{self.budget.context_tokens:,}, set --context-tokens to it")
+            return InsightError(
+                f"{url} refused {what} (about {prompt_tokens:,} tokens): {error.status_code} {message}",
+                hint=f"if the server's context is smaller than --context-tokens "
+                f"{self.budget.context_tokens:,}, set --context-tokens to it",
+            )
         if isinstance(error, openai.APIStatusError):
-            return InsightError(f"{url} answered {error.status_code}: {message}",
-                                hint="rerun with --resume to keep the answers so far")
+            return InsightError(
+                f"{url} answered {error.status_code}: {message}", hint="rerun with --resume to keep the answers so far"
+            )
         return InsightError(f"{url}: {error}")
 
     def _reply(self, response, messages: list[dict], estimate: int, left_out: int) -> Reply:
@@ -168,8 +191,10 @@ class OpenAIBackend:
         except (AttributeError, IndexError, KeyError, TypeError):
             raise self._not_an_api() from None
         if not isinstance(text, str) or not text.strip():
-            raise InsightError(f"{self.base_url} sent an empty answer for the model {self.model!r}",
-                               hint="raise --max-tokens" if finish == "length" else None)
+            raise InsightError(
+                f"{self.base_url} sent an empty answer for the model {self.model!r}",
+                hint="raise --max-tokens" if finish == "length" else None,
+            )
         counted = counted if isinstance(counted, int) and counted > 0 else None
         if counted:
             self.budget.measured(messages, counted)
@@ -214,13 +239,21 @@ class OfflineAnalyst:
         if policy.continuous:
             values = self.chosen[:, action]
             selected = values > 0
-            when = f"Over the dataset's states {name} averages {values.mean():+.2f}, above 0 in {selected.mean():.0%} of them"
+            when = (
+                f"Over the dataset's states {name} averages {values.mean():+.2f}, above 0 in {selected.mean():.0%} "
+                "of them"
+            )
         else:
             selected = self.chosen == action
-            when = f"The agent chooses {name} in {selected.mean() if len(selected) else 0.0:.0%} of the dataset's states"
+            when = (
+                f"The agent chooses {name} in {selected.mean() if len(selected) else 0.0:.0%} of the dataset's states"
+            )
         if 0 < selected.mean() < 1 and ranked:
-            contrasts = [f"{policy.variables[v].name} averages {self.examples[selected, v].mean():.2f} there against "
-                         f"{self.examples[~selected, v].mean():.2f} elsewhere" for v in ranked[:2]]
+            contrasts = [
+                f"{policy.variables[v].name} averages {self.examples[selected, v].mean():.2f} there against "
+                f"{self.examples[~selected, v].mean():.2f} elsewhere"
+                for v in ranked[:2]
+            ]
             when += ("; where it is above 0, " if policy.continuous else ", typically when ") + " and ".join(contrasts)
         return when
 
@@ -228,15 +261,20 @@ class OfflineAnalyst:
         """typical: (V,) median slope of this action's logit (mean) over the reference states."""
         policy, name, kind = self.policy, self.policy.actions[action], self.policy.output
         ranked = [int(v) for v in np.argsort(-np.abs(typical)) if typical[v] != 0][:INFLUENTIAL]
-        statements = [Statement("", policy.variables[v].name, name, "raises" if typical[v] > 0 else "lowers", "json")
-                      for v in ranked]
+        statements = [
+            Statement("", policy.variables[v].name, name, "raises" if typical[v] > 0 else "lowers", "json")
+            for v in ranked
+        ]
         if not policy.terms[action]:
             influence = f"The {kind} of {name} is 0: no variable moves it."
         elif not ranked:
             influence = f"The {kind} of {name} is a constant, {policy.expressions[action]}."
         else:
-            parts = [f"{s.variable} ({policy.variables[v].meaning}) {s.direction} the {kind} of {name} "
-                     f"(typical slope {typical[v]:+.3g})" for s, v in zip(statements, ranked)]
+            parts = [
+                f"{s.variable} ({policy.variables[v].meaning}) {s.direction} the {kind} of {name} "
+                f"(typical slope {typical[v]:+.3g})"
+                for s, v in zip(statements, ranked)
+            ]
             influence = "The most influential variables: " + "; ".join(parts) + "."
         return f"{influence} {self._when(action, ranked)}.", statements
 
@@ -245,8 +283,11 @@ class OfflineAnalyst:
         for action, name in enumerate(policy.actions):
             if np.any(typical[action]):
                 v = int(np.argmax(np.abs(typical[action])))
-                statements.append(Statement("", policy.variables[v].name, name,
-                                            "raises" if typical[action, v] > 0 else "lowers", "json"))
+                statements.append(
+                    Statement(
+                        "", policy.variables[v].name, name, "raises" if typical[action, v] > 0 else "lowers", "json"
+                    )
+                )
         leading = [f"{s.action} follows {s.variable} ({s.direction} its {kind})" for s in statements]
         text = "In short: " + ("; ".join(leading) if leading else f"no variable moves any {kind}") + "."
         if not policy.continuous:
@@ -263,8 +304,10 @@ class OfflineAnalyst:
         if policy.continuous:
             lines = [f"The agent set {decision.summary(policy)}."]
         else:
-            lines = [f"The agent took {policy.actions[decision.action]} with probability "
-                     f"{decision.probabilities[decision.action]:.2f}."]
+            lines = [
+                f"The agent took {policy.actions[decision.action]} with probability "
+                f"{decision.probabilities[decision.action]:.2f}."
+            ]
         statements = []
         for v in decision.relevant(policy)[:INFLUENTIAL]:
             action = decision.strongest(policy, v)
@@ -272,10 +315,20 @@ class OfflineAnalyst:
             if gradient == 0:
                 continue
             moved = policy.actions[action] if policy.continuous else f"the probability of {policy.actions[action]}"
-            statements.append(Statement("", policy.variables[v].name, policy.actions[action],
-                                        "raises" if gradient > 0 else "lowers", "json", number))
-            lines.append(f"Increasing {policy.variables[v].name} (now {decision.inputs[v]:.2f}) {statements[-1].direction} "
-                         f"{moved} (gradient {gradient:+.3g}).")
+            statements.append(
+                Statement(
+                    "",
+                    policy.variables[v].name,
+                    policy.actions[action],
+                    "raises" if gradient > 0 else "lowers",
+                    "json",
+                    number,
+                )
+            )
+            lines.append(
+                f"Increasing {policy.variables[v].name} (now {decision.inputs[v]:.2f}) {statements[-1].direction} "
+                f"{moved} (gradient {gradient:+.3g})."
+            )
         most = statements[0].variable if statements else None
         return Reply(structured.render(" ".join(lines), statements, most))
 

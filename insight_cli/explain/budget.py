@@ -51,5 +51,6 @@ class TokenBudget:
                 f"{what} takes about {needed:,} tokens, more than the {limit:,} of --context-tokens "
                 f"{self.context_tokens:,} left after {max_tokens:,} for the answer",
                 hint="raise --context-tokens if the server's context is larger, lower --max-tokens, "
-                     "or extract shorter equations (--max-terms)")
+                "or extract shorter equations (--max-terms)",
+            )
         return head + turns, left_out

@@ -20,7 +20,9 @@ from insight_cli.extract_policy.symbolic import SymbolicPolicy
 MAX_RULES = 4  # rules before "Otherwise": a list a person applies at a glance
 DIGITS = 3  # of the thresholds as written
 HEADER = "When each action is chosen (the first rule that holds decides):"
-RULE = re.compile(rf"\bIf\s+({VARIABLE.pattern})(?:\s*-\s*({VARIABLE.pattern}))?\s*([<>])\s*([+-]?\d*\.?\d+)\s*:\s*(\w+)", re.I)
+RULE = re.compile(
+    rf"\bIf\s+({VARIABLE.pattern})(?:\s*-\s*({VARIABLE.pattern}))?\s*([<>])\s*([+-]?\d*\.?\d+)\s*:\s*(\w+)", re.I
+)
 OTHERWISE = re.compile(r"\bOtherwise\s*:\s*(\w+)", re.I)
 
 
@@ -52,8 +54,12 @@ def features(policy: SymbolicPolicy) -> list[tuple[int, int | None]]:
     difference of two of them on the same axis."""
     names = [v.name for v in policy.variables]
     used = [names.index(v.name) for v in policy.used_variables]
-    pairs = [(a, b) for i, a in enumerate(used) for b in used[i + 1:]
-             if policy.variables[a].axis is not None and policy.variables[a].axis == policy.variables[b].axis]
+    pairs = [
+        (a, b)
+        for i, a in enumerate(used)
+        for b in used[i + 1 :]
+        if policy.variables[a].axis is not None and policy.variables[a].axis == policy.variables[b].axis
+    ]
     return [(v, None) for v in used] + pairs
 
 
@@ -103,8 +109,11 @@ def render(rules: list[Rule], default: str) -> str:
 def read(text: str, actions: list[str]) -> tuple[list[Rule], str | None]:
     """The rules and the default action a text states, in its order (names of other actions are ignored)."""
     canonical = {a.lower(): a for a in actions}
-    rules = [Rule(m[1], m[2], m[3] == ">", float(m[4]), canonical[m[5].lower()]) for m in RULE.finditer(text)
-             if m[5].lower() in canonical]
+    rules = [
+        Rule(m[1], m[2], m[3] == ">", float(m[4]), canonical[m[5].lower()])
+        for m in RULE.finditer(text)
+        if m[5].lower() in canonical
+    ]
     defaults = [canonical[m[1].lower()] for m in OTHERWISE.finditer(text) if m[1].lower() in canonical]
     return rules, defaults[-1] if defaults else None
 

@@ -28,24 +28,36 @@ from insight_cli.extract_policy.symbolic import SymbolicPolicy
 DIRECTIONS = ("raises", "lowers")
 VARIABLE = re.compile(r"\b(?:[xy]_[a-z0-9_]+?_[1-4]|ego_[a-z_]+|nav[12]_[a-z]+)\b")
 UP_WORDS = r"raises?|raising|increases?|increasing|boosts?|favou?rs?|pushes up|more likely|positive|higher logit"
-DOWN_WORDS = r"lowers?|lowering|decreases?|decreasing|reduces?|reducing|suppress(?:es)?|less likely|negative|lower logit"
+DOWN_WORDS = (
+    r"lowers?|lowering|decreases?|decreasing|reduces?|reducing|suppress(?:es)?|less likely|negative|lower logit"
+)
 UP, DOWN = re.compile(rf"\b(?:{UP_WORDS})\b"), re.compile(rf"\b(?:{DOWN_WORDS})\b")
 # "a higher x_ball_4", "an increase in x_ball_4" describe the variable, not its influence
-MODIFIER = re.compile(r"\b(?:(?:higher|larger|greater|bigger|smaller|lower|increasing|decreasing)\s+(?:value of\s+)?"
-                      r"|an?\s+(?:increase|decrease|rise|drop)\s+in\s+)(?=[xy]_|ego_|nav)")
+MODIFIER = re.compile(
+    r"\b(?:(?:higher|larger|greater|bigger|smaller|lower|increasing|decreasing)\s+(?:value of\s+)?"
+    r"|an?\s+(?:increase|decrease|rise|drop)\s+in\s+)(?=[xy]_|ego_|nav)"
+)
 # A negation within three words before a direction: "does not raise", "never makes RIGHT more likely".
-NEGATED = re.compile(rf"(?:\b(?:not|never|neither|nor|no|cannot|without)\b|n't\b)(?:\W+\w+){{0,3}}?\W+(?:{UP_WORDS}|{DOWN_WORDS})\b")
+NEGATED = re.compile(
+    rf"(?:\b(?:not|never|neither|nor|no|cannot|without)\b|n't\b)(?:\W+\w+){{0,3}}?\W+(?:{UP_WORDS}|{DOWN_WORDS})\b"
+)
 # An action after "not" or "than" is what the clause is not about: "raises RIGHT, not LEFT".
 EXCLUDED_ACTION = re.compile(r"(?:\bnot|\bnor|\bthan|\binstead of|\brather than)\s+(?:the\s+)?(?:logit\s+of\s+)?$")
 # A signed number right after a variable is its slope: "x_ball_4: +50.7", "x_ball_4 (slope -3.2)".
 # Values are never signed (coordinates and ego state values are in [0, 1]), and a comparison such as
 # "x_ball_4 < -0.03" is not a slope: only these words may come between.
-SIGNED = re.compile(r"\s*(?:[:(]\s*|\b(?:slope|gradient|coefficient|weight|derivative|typical|median|mean|with|has|an?|"
-                    r"of)\b\s*)*([+\-\u2212])\s*(\d*\.?\d+)")
+SIGNED = re.compile(
+    r"\s*(?:[:(]\s*|\b(?:slope|gradient|coefficient|weight|derivative|typical|median|mean|with|has|an?|"
+    r"of)\b\s*)*([+\-\u2212])\s*(\d*\.?\d+)"
+)
 # Not inside "0.58", nor the colon of "x_ball_4: +50.7".
-CLAUSES = re.compile(r"\.(?=\s|$)|:(?=\s|$)(?!\s*[+\-\u2212]?\d)|;|,\s*(?:while|whereas|but)\b|\bwhile\b|\bwhereas\b|\bbut\b")
+CLAUSES = re.compile(
+    r"\.(?=\s|$)|:(?=\s|$)(?!\s*[+\-\u2212]?\d)|;|,\s*(?:while|whereas|but)\b|\bwhile\b|\bwhereas\b|\bbut\b"
+)
 BULLET = re.compile(r"^\s*(?:[-*\u2022+]|\d+[.)])\s+")
-LIST_FILLER = re.compile(r"\s[\u2014\u2013-]\s.*$|\band\b|\bor\b|[,&*`\s]")  # what a bare list of variables holds besides them
+LIST_FILLER = re.compile(
+    r"\s[\u2014\u2013-]\s.*$|\band\b|\bor\b|[,&*`\s]"
+)  # what a bare list of variables holds besides them
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,7 @@ def _clauses(line: str) -> list[tuple[str, bool]]:
     """The clauses of one line, each with whether a colon ends it (a header of what follows)."""
     pieces, start = [], 0
     for match in CLAUSES.finditer(line):
-        pieces.append((line[start:match.start()].strip(), match.group() == ":"))
+        pieces.append((line[start : match.start()].strip(), match.group() == ":"))
         start = match.end()
     pieces.append((line[start:].strip(), False))
     return [(clause, colon) for clause, colon in pieces if clause]
@@ -95,13 +107,13 @@ def _actions_named(clause: str, actions: list[str]) -> list[str]:
     text, found = _without_asides(clause), {}
     for action in actions:
         for match in re.finditer(rf"\b{re.escape(action)}\b", text):
-            if not EXCLUDED_ACTION.search(text[:match.start()]):
+            if not EXCLUDED_ACTION.search(text[: match.start()]):
                 found.setdefault(action, match.start())
     return sorted(found, key=found.get)
 
 
 def _word_direction(plain: str) -> str | None:
-    """"raises", "lowers", None (no direction word), or "unclear" (both, or negated)."""
+    """ "raises", "lowers", None (no direction word), or "unclear" (both, or negated)."""
     if NEGATED.search(plain):
         return "unclear"
     up, down = bool(UP.search(plain)), bool(DOWN.search(plain))
@@ -128,7 +140,7 @@ def read_text(text: str, actions: list[str], default_action: str | None) -> list
         bullet = BULLET.match(line)
         if not bullet and line.strip():
             listing = None  # a list ends at the first line that is not one of its items
-        for clause, colon in _clauses(line[bullet.end():] if bullet else line):
+        for clause, colon in _clauses(line[bullet.end() :] if bullet else line):
             named = _actions_named(clause, actions)
             targets = named or ([current] if current else [])
             current = named[-1] if named else current
@@ -184,8 +196,9 @@ def check_policy(statements: list[Statement], policy: SymbolicPolicy, reference:
     return claims
 
 
-def check_decision(statements: list[Statement], policy: SymbolicPolicy, sensitivities: np.ndarray,
-                   number: int) -> list[Claim]:
+def check_decision(
+    statements: list[Statement], policy: SymbolicPolicy, sensitivities: np.ndarray, number: int
+) -> list[Claim]:
     """Claims about decision `number`, against `sensitivities` (A, V) there: d log p(action) /
     d variable, or d action / d variable for continuous actions."""
     index = {variable.name: i for i, variable in enumerate(policy.variables)}
@@ -195,17 +208,20 @@ def check_decision(statements: list[Statement], policy: SymbolicPolicy, sensitiv
             claims.append(_claim(s, ("unsupported", f"it is about state {s.state}, not decision {number}")))
             continue
         a = policy.actions.index(s.action)
-        slopes = sensitivities[a, index[s.variable]: index[s.variable] + 1] if s.variable in index else None
+        slopes = sensitivities[a, index[s.variable] : index[s.variable] + 1] if s.variable in index else None
         claims.append(_claim(s, _verdict(slopes, s.direction, s.action if policy.continuous else f"log p({s.action})")))
     return claims
 
 
-def check_policy_text(text: str, policy: SymbolicPolicy, reference: np.ndarray, default_action: str | None) -> list[Claim]:
+def check_policy_text(
+    text: str, policy: SymbolicPolicy, reference: np.ndarray, default_action: str | None
+) -> list[Claim]:
     return check_policy(read_text(text, policy.actions, default_action), policy, reference)
 
 
-def check_decision_text(text: str, policy: SymbolicPolicy, sensitivities: np.ndarray, default_action: str | None,
-                        number: int = 1) -> list[Claim]:
+def check_decision_text(
+    text: str, policy: SymbolicPolicy, sensitivities: np.ndarray, default_action: str | None, number: int = 1
+) -> list[Claim]:
     return check_decision(read_text(text, policy.actions, default_action), policy, sensitivities, number)
 
 
@@ -218,9 +234,16 @@ def disagreements(structured: list[Statement], prose: list[Statement]) -> list[d
     found = {}
     for s in prose:
         if s.direction not in stated[s.variable, s.action]:
-            found.setdefault((s.variable, s.action, s.direction), {
-                "variable": s.variable, "action": s.action, "prose": s.direction,
-                "claims_block": sorted(stated[s.variable, s.action]) or None, "text": s.text})
+            found.setdefault(
+                (s.variable, s.action, s.direction),
+                {
+                    "variable": s.variable,
+                    "action": s.action,
+                    "prose": s.direction,
+                    "claims_block": sorted(stated[s.variable, s.action]) or None,
+                    "text": s.text,
+                },
+            )
     return list(found.values())
 
 
@@ -234,8 +257,14 @@ def outcome(policy: SymbolicPolicy, inputs: np.ndarray, action: int) -> float:
     return float(policy.probabilities(inputs[None])[0, action])
 
 
-def counterfactual(policy: SymbolicPolicy, inputs: np.ndarray, variable: str, action: str, direction: str,
-                   step: float = COUNTERFACTUAL_STEP) -> dict:
+def counterfactual(
+    policy: SymbolicPolicy,
+    inputs: np.ndarray,
+    variable: str,
+    action: str,
+    direction: str,
+    step: float = COUNTERFACTUAL_STEP,
+) -> dict:
     """Test "`variable` raises (lowers) `action` here" by intervention rather than by the gradient
     it was read from: move the variable up by `step` in the (V,) state and see which way p(action)
     (continuous: the action's value) moves, and by how much. Also which variable the equations
@@ -257,16 +286,33 @@ def counterfactual(policy: SymbolicPolicy, inputs: np.ndarray, variable: str, ac
         verdict = "no change"
     else:
         verdict = "confirmed" if ("raises" if after > before else "lowers") == direction else "refuted"
-    return {"variable": variable, "action": action, "direction": direction, "step": step, "before": before,
-            "after": after, "change": after - before, "verdict": verdict, "span": spans[variable], "largest": largest,
-            "largest_span": spans[largest]}
+    return {
+        "variable": variable,
+        "action": action,
+        "direction": direction,
+        "step": step,
+        "before": before,
+        "after": after,
+        "change": after - before,
+        "verdict": verdict,
+        "span": spans[variable],
+        "largest": largest,
+        "largest_span": spans[largest],
+    }
 
 
 def summarise(claims: list[dict], disagreeing: int = 0, counterfactuals: list[dict] = ()) -> dict:
     """Counts over checked claims (as dicts), the prose's disagreements with the claims blocks, and
     the counterfactual tests that ran (those with a verdict)."""
-    counts = {verdict: sum(c["verdict"] == verdict for c in claims) for verdict in ("supported", "contradicted", "unsupported")}
+    counts = {
+        verdict: sum(c["verdict"] == verdict for c in claims)
+        for verdict in ("supported", "contradicted", "unsupported")
+    }
     tested = [c for c in counterfactuals if "verdict" in c]
-    return {"claims": len(claims), **counts, "problems": [c for c in claims if c["verdict"] != "supported"],
-            "disagreements": disagreeing,
-            "counterfactuals": {"checked": len(tested), "confirmed": sum(c["verdict"] == "confirmed" for c in tested)}}
+    return {
+        "claims": len(claims),
+        **counts,
+        "problems": [c for c in claims if c["verdict"] != "supported"],
+        "disagreements": disagreeing,
+        "counterfactuals": {"checked": len(tested), "confirmed": sum(c["verdict"] == "confirmed" for c in tested)},
+    }

@@ -9,63 +9,43 @@ prompt per state: the explanation and that state's values, not the equations."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 import numpy as np
 
+from insight_cli.explain.decisions import Decision
 from insight_cli.extract_policy.symbolic import COORDINATE_CONVENTION, SymbolicPolicy
 from insight_cli.games import GameSpec
 
-DECISION_VARIABLES = 8  # the relevant variables a decision prompt lists, largest gradient first
 STATE_HEADER = "The current state:"  # before a reader prompt's variable values, one "- name = value" a line
-
-
-@dataclass
-class Decision:
-    """One state the agent acted in, and what the equations say about it."""
-
-    source: str  # e.g. "rollout step 17" or "dataset frame 40"
-    rgb: np.ndarray  # (H, W, 3) the full frame
-    coordinates: np.ndarray  # (K, 4, 2) what the perception CNN predicted
-    inputs: np.ndarray  # (V,) every variable's value: the coordinates, then the ego state
-    action: int | np.ndarray  # the choice, or (A,) action values in [-1, 1]
-    probabilities: np.ndarray | None  # (A,) softmax of the logits; None for continuous actions
-    gradients: np.ndarray  # (A, V) SymbolicPolicy.sensitivities in this state
-
-    def relevant(self, policy: SymbolicPolicy) -> list[int]:
-        """Indices of the variables the equations use, by how much they move the action taken
-        (continuous: any action), largest first."""
-        used = {variable.name for variable in policy.used_variables}
-        indices = [i for i, variable in enumerate(policy.variables) if variable.name in used]
-        return sorted(indices, key=lambda i: -abs(self.gradients[self.strongest(policy, i), i]))[:DECISION_VARIABLES]
-
-    def strongest(self, policy: SymbolicPolicy, variable: int) -> int:
-        """The action this variable moves most here (the action taken, for discrete games)."""
-        return int(np.argmax(np.abs(self.gradients[:, variable]))) if policy.continuous else int(self.action)
-
-    def summary(self, policy: SymbolicPolicy) -> str:
-        """"steering +0.31, throttle +0.80" or "RIGHT (p=0.93)"."""
-        if policy.continuous:
-            return ", ".join(f"{name} {value:+.2f}" for name, value in zip(policy.actions, self.action))
-        return f"{policy.actions[self.action]} (p={self.probabilities[self.action]:.2f})"
 
 
 def context(game: GameSpec, policy: SymbolicPolicy) -> str:
     actions = "\n".join(f"- {name}: {game.actions.get(name, name.lower())}" for name in policy.actions)
     variables = "\n".join(f"- {v.name}: {v.meaning}" for v in policy.used_variables)
     kind = policy.output
-    equations = "\n".join(f"{kind}_{name} = {expression}" for name, expression in zip(policy.actions, policy.expressions))
-    naming = "Variables are named <axis>_<object>_<frame>: x_ball_4 is the horizontal position of the ball in the current frame."
+    equations = "\n".join(
+        f"{kind}_{name} = {expression}" for name, expression in zip(policy.actions, policy.expressions)
+    )
+    naming = (
+        "Variables are named <axis>_<object>_<frame>: x_ball_4 is the horizontal position of the ball in the "
+        "current frame."
+    )
     if policy.state_names:
-        naming += (f" The variables named without an axis ({', '.join(policy.state_names[:2])}, ...) are values of the "
-                   "ego state, each scaled to [0, 1].")
+        naming += (
+            f" The variables named without an axis ({', '.join(policy.state_names[:2])}, ...) are values of the "
+            "ego state, each scaled to [0, 1]."
+        )
     if policy.continuous:
-        rule = ("Every action is a number in [-1, 1] set at every step: action = tanh(mean) of its equation, so a larger "
-                "mean gives a larger action value.")
+        rule = (
+            "Every action is a number in [-1, 1] set at every step: action = tanh(mean) of its equation, so a larger "
+            "mean gives a larger action value."
+        )
         moves = "raises or lowers an action (its mean)"
     else:
-        rule = ("The probability of action a is the softmax of the logits, p(a) = exp(logit_a) / sum_b exp(logit_b); "
-                "the agent takes the action with the largest logit.")
+        rule = (
+            "The probability of action a is the softmax of the logits, p(a) = exp(logit_a) / sum_b exp(logit_b); "
+            "the agent takes the action with the largest logit."
+        )
         moves = "raises or lowers a logit or a probability"
     return f"""You explain the behaviour of an agent that plays the game {game.name}.
 
@@ -107,16 +87,22 @@ def policy_questions(game: GameSpec, policy: SymbolicPolicy) -> list[str]:
 def _claims_instruction(policy: SymbolicPolicy, number: int | None = None) -> str:
     """What the claims block after an answer holds; `number`: a decision's. Placeholders, not an
     example claim: a small model copies an example, and a copied claim would be counted as its own."""
-    claim = f'"variable": "<variable>", "action": "<one of {", ".join(policy.actions)}>", "direction": "<raises or lowers>"'
+    claim = (
+        f'"variable": "<variable>", "action": "<one of {", ".join(policy.actions)}>", "direction": "<raises or lowers>"'
+    )
     if number is None:
         block, effect = f'{{"claims": [{{{claim}}}, ...]}}', f"its effect on the action's {policy.output}"
     else:
         block = f'{{"claims": [{{{claim}, "state": {number}}}, ...], "most_influential": "<variable>"}}'
         moved = "that action's value" if policy.continuous else "the probability of that action"
-        effect = (f"its effect on {moved}; state is this decision's number, {number}; most_influential is the variable "
-                  "that moves the action taken most here")
-    return ("After your answer, give every claim you made about a variable as JSON in a fenced block:\n"
-            f"```json\n{block}\n```\nwhere direction is \"raises\" or \"lowers\" ({effect}).")
+        effect = (
+            f"its effect on {moved}; state is this decision's number, {number}; most_influential is the variable "
+            "that moves the action taken most here"
+        )
+    return (
+        "After your answer, give every claim you made about a variable as JSON in a fenced block:\n"
+        f'```json\n{block}\n```\nwhere direction is "raises" or "lowers" ({effect}).'
+    )
 
 
 def decision_prompt(policy: SymbolicPolicy, decision: Decision, number: int) -> str:
@@ -126,7 +112,8 @@ def decision_prompt(policy: SymbolicPolicy, decision: Decision, number: int) -> 
         header = " | ".join(f"d {name}" for name in policy.actions)
         rows = "\n".join(
             f"| {policy.variables[i].name} | {decision.inputs[i]:.3f} | "
-            + " | ".join(f"{g:+.3f}" for g in decision.gradients[:, i]) + " |"
+            + " | ".join(f"{g:+.3f}" for g in decision.gradients[:, i])
+            + " |"
             for i in relevant
         )
         return f"""Decision {number}: in the current state the agent set {decision.summary(policy)}.
@@ -157,8 +144,10 @@ Explain concisely and specifically why the agent took {name} here, grounded only
 {_claims_instruction(policy, number)}"""
 
 
-READER_SYSTEM = ("You predict what an agent does from an explanation of its policy. You see the explanation and one "
-                 "state, not the policy's equations.")
+READER_SYSTEM = (
+    "You predict what an agent does from an explanation of its policy. You see the explanation and one "
+    "state, not the policy's equations."
+)
 
 
 def reader_prompt(policy: SymbolicPolicy, explanation: str, inputs: np.ndarray) -> str:

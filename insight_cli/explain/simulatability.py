@@ -23,8 +23,13 @@ def score(predicted: list[str | None], chosen: list[str], actions: list[str]) ->
     """The reader's accuracy against the equations' `chosen` actions, next to chance and the
     share of the most frequent action (what a reader that always answers it scores)."""
     majority, count = Counter(chosen).most_common(1)[0] if chosen else (None, 0)
-    return {"states": len(chosen), "accuracy": float(np.mean([p == c for p, c in zip(predicted, chosen)])) if chosen else 0.0,
-            "chance": 1 / len(actions), "majority": count / len(chosen) if chosen else 0.0, "majority_action": majority}
+    return {
+        "states": len(chosen),
+        "accuracy": float(np.mean([p == c for p, c in zip(predicted, chosen)])) if chosen else 0.0,
+        "chance": 1 / len(actions),
+        "majority": count / len(chosen) if chosen else 0.0,
+        "majority_action": majority,
+    }
 
 
 def simulate(reader, policy: SymbolicPolicy, explanation: str, states: np.ndarray) -> tuple[list[dict], dict]:
@@ -36,7 +41,12 @@ def simulate(reader, policy: SymbolicPolicy, explanation: str, states: np.ndarra
     records = []
     for inputs, choice in zip(states, policy.choose(states)):
         answer = reader.predict(READER_SYSTEM, reader_prompt(policy, explanation, inputs), schema).text
-        records.append({"values": {v.name: round(float(inputs[index[v.name]]), 3) for v in policy.used_variables},
-                        "equations": policy.actions[choice], "predicted": structured.named_action(answer, policy.actions),
-                        "answer": answer})
+        records.append(
+            {
+                "values": {v.name: round(float(inputs[index[v.name]]), 3) for v in policy.used_variables},
+                "equations": policy.actions[choice],
+                "predicted": structured.named_action(answer, policy.actions),
+                "answer": answer,
+            }
+        )
     return records, score([r["predicted"] for r in records], [r["equations"] for r in records], policy.actions)

@@ -15,13 +15,28 @@ from dataclasses import dataclass, field
 
 from insight_cli.explain.faithfulness import DIRECTIONS, Statement
 
-FENCE = re.compile(r"```(?:json)?[ \t]*\n?([{\[].*?)(?:```|\Z)", re.S)  # an unclosed block (a cut-off answer) runs to the end
+FENCE = re.compile(
+    r"```(?:json)?[ \t]*\n?([{\[].*?)(?:```|\Z)", re.S
+)  # an unclosed block (a cut-off answer) runs to the end
 FLAT_OBJECT = re.compile(r"\{[^{}]*\}")  # one claim: claims hold no nested objects
 MOST_INFLUENTIAL = re.compile(r'"most_influential"\s*:\s*"([^"]*)"')
 ANSWER = re.compile(r'"answer"\s*:\s*"((?:[^"\\]|\\.)*)"', re.S)
-SYNONYMS = {"raises": "raises", "raise": "raises", "increases": "raises", "increase": "raises", "up": "raises",
-            "positive": "raises", "+": "raises", "lowers": "lowers", "lower": "lowers", "decreases": "lowers",
-            "decrease": "lowers", "down": "lowers", "negative": "lowers", "-": "lowers"}
+SYNONYMS = {
+    "raises": "raises",
+    "raise": "raises",
+    "increases": "raises",
+    "increase": "raises",
+    "up": "raises",
+    "positive": "raises",
+    "+": "raises",
+    "lowers": "lowers",
+    "lower": "lowers",
+    "decreases": "lowers",
+    "decrease": "lowers",
+    "down": "lowers",
+    "negative": "lowers",
+    "-": "lowers",
+}
 
 
 @dataclass
@@ -40,37 +55,69 @@ class Structured:
         return self.status in ("complete", "partial")
 
     def summary(self) -> dict:
-        return {"status": self.status, "claims": len(self.statements), "most_influential": self.most_influential,
-                "problems": self.problems}
+        return {
+            "status": self.status,
+            "claims": len(self.statements),
+            "most_influential": self.most_influential,
+            "problems": self.problems,
+        }
 
 
 def schema(actions: list[str], decision: bool) -> dict:
     """The response_format json_schema of an answer: the prose and its claims."""
-    claim = {"variable": {"type": "string"}, "action": {"type": "string", "enum": list(actions)},
-             "direction": {"type": "string", "enum": list(DIRECTIONS)}}
+    claim = {
+        "variable": {"type": "string"},
+        "action": {"type": "string", "enum": list(actions)},
+        "direction": {"type": "string", "enum": list(DIRECTIONS)},
+    }
     if decision:
         claim["state"] = {"type": "integer"}
-    properties = {"answer": {"type": "string"},
-                  "claims": {"type": "array", "items": {"type": "object", "properties": claim, "required": list(claim),
-                                                        "additionalProperties": False}}}
+    properties = {
+        "answer": {"type": "string"},
+        "claims": {
+            "type": "array",
+            "items": {"type": "object", "properties": claim, "required": list(claim), "additionalProperties": False},
+        },
+    }
     if decision:
         properties["most_influential"] = {"type": "string"}
-    return {"name": "decision_explanation" if decision else "policy_explanation", "strict": True,
-            "schema": {"type": "object", "properties": properties, "required": list(properties),
-                       "additionalProperties": False}}
+    return {
+        "name": "decision_explanation" if decision else "policy_explanation",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
+        },
+    }
 
 
 def reader_schema(actions: list[str]) -> dict:
     """The response_format json_schema of a simulatability reader's answer: one action."""
-    return {"name": "predicted_action", "strict": True,
-            "schema": {"type": "object", "properties": {"action": {"type": "string", "enum": list(actions)}},
-                       "required": ["action"], "additionalProperties": False}}
+    return {
+        "name": "predicted_action",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": {"action": {"type": "string", "enum": list(actions)}},
+            "required": ["action"],
+            "additionalProperties": False,
+        },
+    }
 
 
 def render(prose: str, statements: list[Statement], most_influential: str | None = None) -> str:
     """An answer as the prompts ask for it: the prose, then its claims block."""
-    claims = [{"variable": s.variable, "action": s.action, "direction": s.direction,
-               **({} if s.state is None else {"state": s.state})} for s in statements]
+    claims = [
+        {
+            "variable": s.variable,
+            "action": s.action,
+            "direction": s.direction,
+            **({} if s.state is None else {"state": s.state}),
+        }
+        for s in statements
+    ]
     block = {"claims": claims, **({} if most_influential is None else {"most_influential": most_influential})}
     return f"{prose}\n\n```json\n{json.dumps(block)}\n```"
 
@@ -92,7 +139,9 @@ def _entry(entry, actions: list[str], default_action: str | None) -> Statement |
         return f"direction is not raises or lowers: {shown}"
     if state is not None and not (isinstance(state, int) or str(state).strip().isdigit()):
         return f"state is not a decision number: {shown}"
-    return Statement(shown, variable.strip().strip("`"), canonical, direction, "json", None if state is None else int(state))
+    return Statement(
+        shown, variable.strip().strip("`"), canonical, direction, "json", None if state is None else int(state)
+    )
 
 
 def _claims(entries, actions: list[str], default_action: str | None, found: Structured) -> None:
@@ -137,7 +186,7 @@ def parse(text: str, actions: list[str], default_action: str | None = None) -> S
         bare = text.rfind('{"claims"')  # a block written without its fence
         if fences:
             last = fences[-1]
-            block, prose = last.group(1), (text[:last.start()] + text[last.end():]).strip()
+            block, prose = last.group(1), (text[: last.start()] + text[last.end() :]).strip()
         elif bare >= 0:
             block, prose = text[bare:], text[:bare].strip()
         else:
@@ -156,7 +205,9 @@ def parse(text: str, actions: list[str], default_action: str | None = None) -> S
         found.prose = data["answer"].strip()
     _claims(entries, actions, default_action, found)
     influential = data.get("most_influential")
-    found.most_influential = influential.strip().strip("`") if isinstance(influential, str) and influential.strip() else None
+    found.most_influential = (
+        influential.strip().strip("`") if isinstance(influential, str) and influential.strip() else None
+    )
     found.status = "partial" if found.problems else "complete"
     return found
 

@@ -22,8 +22,9 @@ class Transcript:
             try:
                 self.replies = json.loads(self.path.read_text())["replies"]
             except (ValueError, KeyError, TypeError):
-                raise InsightError(f"cannot resume: {self.path} is not a saved explanation",
-                                   hint="run without --resume to start over") from None
+                raise InsightError(
+                    f"cannot resume: {self.path} is not a saved explanation", hint="run without --resume to start over"
+                ) from None
 
     @staticmethod
     def key(model: str, messages: list[dict], schema: str) -> str:

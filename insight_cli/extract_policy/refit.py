@@ -80,8 +80,9 @@ def scores_of_terms(features: np.ndarray, residual: np.ndarray) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 1e-12)
 
 
-def _refit(features: np.ndarray, targets: np.ndarray, active: np.ndarray, start: np.ndarray,
-           continuous: bool) -> np.ndarray:
+def _refit(
+    features: np.ndarray, targets: np.ndarray, active: np.ndarray, start: np.ndarray, continuous: bool
+) -> np.ndarray:
     """The (A, C) coefficients minimising the penalised loss with only the `active` (A, C) ones
     free, from `start`."""
     columns = np.flatnonzero(active.any(axis=0))
@@ -94,8 +95,9 @@ def _refit(features: np.ndarray, targets: np.ndarray, active: np.ndarray, start:
         gradient = (residual.T @ used) / len(used) + 2 * L2 * coefficients
         return loss + L2 * float((free**2).sum()), gradient[mask]
 
-    found = minimize(objective, start[:, columns][mask], jac=True, method="L-BFGS-B",
-                     options={"maxiter": MAX_ITERATIONS})
+    found = minimize(
+        objective, start[:, columns][mask], jac=True, method="L-BFGS-B", options={"maxiter": MAX_ITERATIONS}
+    )
     block, coefficients = np.zeros(mask.shape), np.zeros(active.shape)
     block[mask] = found.x
     coefficients[:, columns] = block
@@ -112,8 +114,9 @@ def eligible(monomials: np.ndarray, active: np.ndarray) -> np.ndarray:
     return (degree <= 1)[:, None] | ((monomials > 0).astype(np.int64) @ linear.T > 0)
 
 
-def forward_selection(features: np.ndarray, monomials: np.ndarray, targets: np.ndarray, budgets: list[int],
-                      continuous: bool) -> list[np.ndarray]:
+def forward_selection(
+    features: np.ndarray, monomials: np.ndarray, targets: np.ndarray, budgets: list[int], continuous: bool
+) -> list[np.ndarray]:
     """(N, C) values of the (C, V) candidate monomials and (N, A) targets -> for each budget,
     ascending, the (A, C) coefficients of at most that many terms per action. An action stops
     growing when no eligible candidate reaches Z_MIN; each budget's terms include the smaller
@@ -137,8 +140,9 @@ def forward_selection(features: np.ndarray, monomials: np.ndarray, targets: np.n
     return fits
 
 
-def refit(inputs: np.ndarray, decisions: np.ndarray, kept: list[int], interface: Interface, budgets: list[int],
-          digits: int) -> list[SymbolicPolicy]:
+def refit(
+    inputs: np.ndarray, decisions: np.ndarray, kept: list[int], interface: Interface, budgets: list[int], digits: int
+) -> list[SymbolicPolicy]:
     """Equations over the `kept` variables fitted to the actor's decisions in (N, V) states,
     one policy per budget (ascending), coefficients rounded to `digits` significant digits."""
     targets = targets_for(decisions, len(interface.actions), interface.continuous)
@@ -156,6 +160,9 @@ def refit(inputs: np.ndarray, decisions: np.ndarray, kept: list[int], interface:
         for row in coefficients:
             rounded = {tuple(monomials[c].tolist()): round_to(row[c], digits) for c in np.flatnonzero(row)}
             terms.append({monomial: value for monomial, value in rounded.items() if value != 0.0})
-        policies.append(SymbolicPolicy(interface.variables, list(interface.actions), terms, 0.0, digits,
-                                       interface.continuous, method="refit"))
+        policies.append(
+            SymbolicPolicy(
+                interface.variables, list(interface.actions), terms, 0.0, digits, interface.continuous, method="refit"
+            )
+        )
     return policies

@@ -79,8 +79,10 @@ def focus(decide: Decide, inputs: np.ndarray, variables: list[Variable], continu
 
     still = motionless(inputs, variables)
     means = np.asarray(inputs, dtype=np.float64).mean(axis=0) if len(inputs) else np.zeros(len(variables))
-    moving = {name: {index: float(means[index]) for index in indices if index not in still}
-              for name, indices in groups(variables).items()}
+    moving = {
+        name: {index: float(means[index]) for index in indices if index not in still}
+        for name, indices in groups(variables).items()
+    }
     alone = {name: changed({**still, **values}) for name, values in moving.items() if values}
     held, ignored = dict(still), {}
     for name in sorted(alone, key=alone.get):

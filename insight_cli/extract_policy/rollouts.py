@@ -5,7 +5,7 @@ states a refit learns from.
 Unlike evaluate's full games, an episode here ends after `max_steps` agent steps (its return
 is the score so far), so a trade-off of a dozen equations costs seconds on Pong, not minutes.
 Each env plays one episode; the EQL actor and every set of equations start from the same
-states for the same seed.
+states for the same seed, and several of them play at once (`Player.play_all`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from insight_cli.envs import VectorEnv, make_vector_env
-from insight_cli.evaluate.episodes import ego_states
+from insight_cli.envs import VectorEnv, ego_states, make_vector_env
 from insight_cli.extract_policy.symbolic import SymbolicPolicy, join
 from insight_cli.games import GameSpec
 
-MAX_ENVS = 8  # episodes played at once
+MAX_ENVS = 32  # episodes played at once
+MAX_DRIVING_ENVS = 8  # MetaDrive: each env is a simulator process
 
 
 class Rollout(NamedTuple):
@@ -55,30 +55,49 @@ class Player:
             self._envs[count] = make_vector_env(self.game, count, mode="eval")
         return self._envs[count]
 
-    @torch.no_grad()
     def play(self, policy: SymbolicPolicy | None, seed: int) -> Rollout:
         """The episodes from envs seeded with seed, seed + 1, ..., played by the equations
         `policy` or, if None, by the EQL actor itself."""
-        agent, returns, inputs, actions, labels = self.agent, [], [], [], []
-        for first in range(0, self.episodes, MAX_ENVS):
-            count = min(MAX_ENVS, self.episodes - first)
-            env = self._env(count)
-            obs, score, playing = env.reset(seed=seed + first), np.zeros(count), np.ones(count, dtype=bool)
+        return self.play_all([policy], seed)[0]
+
+    @torch.no_grad()
+    def play_all(self, policies: list[SymbolicPolicy | None], seed: int) -> list[Rollout]:
+        """`play` for several policies at once: each gets its own envs, from the same seeds, and
+        one perception pass serves every env each step (a trade-off's dozen rollouts cost
+        little more than one: the CNN and the emulators run batched)."""
+        agent, episodes = self.agent, self.episodes
+        results: list[list[tuple]] = [[] for _ in policies]
+        plays = [(index, episode) for index in range(len(policies)) for episode in range(episodes)]
+        most = MAX_DRIVING_ENVS if self.game.continuous else MAX_ENVS
+        for first in range(0, len(plays), most):
+            batch = plays[first : first + most]
+            env = self._env(len(batch))
+            owner = np.array([index for index, _ in batch])
+            obs = env.reset(seed=[seed + episode for _, episode in batch])
+            score, playing = np.zeros(len(batch)), np.ones(len(batch), dtype=bool)
+            steps = []
             for _ in range(self.max_steps):
                 state = ego_states(env, self.device)
                 out = agent(torch.from_numpy(obs).to(self.device), state if agent.config.state_size else None)
-                seen = join(out.coordinates.float().cpu().numpy(),
-                            state.cpu().numpy() if agent.config.state_size else None)
+                seen = join(
+                    out.coordinates.float().cpu().numpy(), state.cpu().numpy() if agent.config.state_size else None
+                )
                 eql = agent.greedy(out, "eql").cpu().numpy()
-                chosen = eql if policy is None else np.asarray(policy.choose(seen))
-                inputs.append(seen[playing])
-                actions.append(chosen[playing])
-                labels.append(eql[playing])
+                chosen = eql.copy()
+                for index in np.unique(owner):
+                    if policies[index] is not None:
+                        mine = owner == index
+                        chosen[mine] = np.asarray(policies[index].choose(seen[mine])).reshape(chosen[mine].shape)
+                steps.append((seen[playing], chosen[playing], eql[playing], owner[playing]))
                 result = env.step(chosen)
                 score += result.reward * playing
                 playing &= ~(result.terminated | result.truncated)
                 if not playing.any():
                     break
                 obs = result.obs
-            returns.append(score)
-        return Rollout(np.concatenate(returns), np.concatenate(inputs), np.concatenate(actions), np.concatenate(labels))
+            for index in np.unique(owner):
+                mine = [
+                    (inputs[who == index], taken[who == index], eql[who == index]) for inputs, taken, eql, who in steps
+                ]
+                results[index].append((score[owner == index], *(np.concatenate(column) for column in zip(*mine))))
+        return [Rollout(*(np.concatenate(column) for column in zip(*parts))) for parts in results]

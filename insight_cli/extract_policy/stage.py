@@ -21,42 +21,33 @@ import numpy as np
 import torch
 
 from insight_cli.dataset import load_dataset
-from insight_cli.errors import InsightError, UsageError
-from insight_cli.extract_policy import MAX_TERMS
+from insight_cli.errors import InsightError
+from insight_cli.extract_policy.config import ExtractConfig
 from insight_cli.extract_policy.export import policy_document, write_exports
 from insight_cli.extract_policy.refit import refit
-from insight_cli.extract_policy.relevance import Focus, fold, focus
+from insight_cli.extract_policy.relevance import Focus, focus, fold
 from insight_cli.extract_policy.rollouts import Player
-from insight_cli.extract_policy.symbolic import (SEARCH_TERMS, Interface, PruningSearch, States, SymbolicPolicy,
-                                                 extract, extract_within, join, variables_for)
+from insight_cli.extract_policy.symbolic import (
+    SEARCH_TERMS,
+    Interface,
+    PruningSearch,
+    States,
+    SymbolicPolicy,
+    extract,
+    extract_within,
+    join,
+    variables_for,
+)
 from insight_cli.extract_policy.tradeoff import BUDGETS, Judge, plot_bytes, row, table_bytes, worse_fidelity
 from insight_cli.games import get_game
-from insight_cli.pretrain.data import decode
+from insight_cli.perception.data import decode, slots_of
 from insight_cli.runtime import resolve_device, seed_everything
 from insight_cli.train.agent import load_agent
 from insight_cli.train.eql import EqlActor
 
 BATCH = 256
-FITS = ("auto", "prune", "refit")
 FIT_STATES = 4000  # training states of the dataset a refit starts from, at most
 FIT_SEEDS = 100_000  # refit rollouts play from seed + this, never the seeds fidelity is measured on
-
-
-@dataclass
-class ExtractConfig:
-    checkpoint: Path
-    max_terms: int | None = MAX_TERMS  # terms per action at most; None: the network pruned at `threshold`, however long
-    fit: str = "auto"  # prune the network, refit equations, or auto: refit where pruning falls below min_fidelity
-    min_fidelity: float = 0.95  # auto keeps the pruned network only if it agrees this often, held-out and in rollouts
-    refit_rounds: int = 3  # DAgger rounds: play the refitted equations, label the states with the actor, refit
-    threshold: float = 0.01  # prune EQL weights (and expanded terms) smaller than this, at least
-    digits: int = 3  # significant digits of the printed coefficients
-    episodes: int = 2  # fresh episodes per measured set of equations (and per refit round); 0 skips rollouts
-    max_steps: int = 500  # agent steps per rollout episode at most: Pong's games are long
-    dataset: Path | None = None  # held-out and training states; default: the run's dataset
-    out: Path | None = None  # directory of the exports; default: the run's directory
-    device: str = "auto"
-    seed: int = 0
 
 
 @dataclass
@@ -68,25 +59,6 @@ class ExtractResult:
     held_out: np.ndarray  # (N, V) the EQL actor's inputs on the dataset's test split
     tradeoff: list[dict]  # rows of policy_tradeoff.parquet
     left_out: dict[str, str]  # object, ego state value or variable -> why the equations do not mention it
-
-
-def _validate(config: ExtractConfig) -> None:
-    if config.threshold < 0:
-        raise UsageError(f"--threshold must be at least 0, got {config.threshold}")
-    if not 1 <= config.digits <= 15:
-        raise UsageError(f"--digits must be between 1 and 15, got {config.digits}")
-    if config.max_terms is not None and config.max_terms < 1:
-        raise UsageError(f"--max-terms must be at least 1 (or none), got {config.max_terms}")
-    if config.fit not in FITS:
-        raise UsageError(f"--fit must be one of {', '.join(FITS)}, got {config.fit!r}")
-    if config.fit == "refit" and config.max_terms is None:
-        raise UsageError("--fit refit needs a term budget", hint="pass --max-terms N")
-    if not 0.0 <= config.min_fidelity <= 1.0:
-        raise UsageError(f"--min-fidelity must be between 0 and 1, got {config.min_fidelity}")
-    if config.refit_rounds < 0 or config.episodes < 0:
-        raise UsageError("--refit-rounds and --episodes must be at least 0")
-    if config.max_steps < 1:
-        raise UsageError(f"--max-steps must be at least 1, got {config.max_steps}")
 
 
 def interface(agent, checkpoint, game) -> Interface:
@@ -112,12 +84,16 @@ def dataset_states(agent, checkpoint, dataset_path: Path, device: torch.device, 
     own object boxes: no CNN, so they cost nothing)."""
     dataset = load_dataset(dataset_path)
     if dataset.meta["fingerprint"] != checkpoint.meta["dataset_fingerprint"]:
-        raise InsightError(f"{dataset_path} is not the dataset this run was trained with", hint="pass the right --dataset")
+        raise InsightError(
+            f"{dataset_path} is not the dataset this run was trained with", hint="pass the right --dataset"
+        )
     states = dataset.states()
     if agent.config.state_size and states is None:
-        raise InsightError(f"{dataset_path} has no ego states, which this run's EQL actor reads",
-                           hint="re-create the dataset with this version's `insight segment`")
-    slots = [{"track_id": o["track_id"], "name": o["name"]} for o in checkpoint.meta["objects"]]
+        raise InsightError(
+            f"{dataset_path} has no ego states, which this run's EQL actor reads",
+            hint="re-create the dataset with this version's `insight segment`",
+        )
+    slots = slots_of(checkpoint.meta)
     data = decode(dataset, slots, device)
 
     def ego(rows: np.ndarray) -> np.ndarray | None:
@@ -133,8 +109,10 @@ def dataset_states(agent, checkpoint, dataset_path: Path, device: torch.device, 
     if len(train_rows) > FIT_STATES:
         train_rows = np.sort(np.random.default_rng(seed).choice(train_rows, FIT_STATES, replace=False))
     fit_inputs = join(data.coordinates[torch.as_tensor(train_rows, device=device)].cpu().numpy(), ego(train_rows))
-    return (States(np.concatenate(inputs), np.concatenate(actions)),
-            States(fit_inputs, eql_decisions(agent.eql, fit_inputs, agent.config.continuous)))
+    return (
+        States(np.concatenate(inputs), np.concatenate(actions)),
+        States(fit_inputs, eql_decisions(agent.eql, fit_inputs, agent.config.continuous)),
+    )
 
 
 def held_out_states(agent, checkpoint, dataset_path: Path, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -149,8 +127,9 @@ def pruned_policies(eql: EqlActor, actor: Interface, held: Focus, budgets: list[
     return {budget: policy for budget, policy in found.items() if policy is not None}
 
 
-def refitted_policies(actor: Interface, held: Focus, fit_states: States, budgets: list[int], player: Player | None,
-                      config: ExtractConfig) -> dict:
+def refitted_policies(
+    actor: Interface, held: Focus, fit_states: States, budgets: list[int], player: Player | None, config: ExtractConfig
+) -> dict:
     """budget -> equations fitted to the actor's decisions: first on the dataset's training
     states, then each round also on the states the budget's equations visit (labelled with
     the actor's decisions there); the last fit, for every budget, on all of them."""
@@ -169,8 +148,9 @@ def choose(pruned: SymbolicPolicy | None, refitted: SymbolicPolicy | None, judge
     return max(candidates, key=lambda policy: worse_fidelity(judge(policy)))
 
 
-def candidates(config: ExtractConfig, eql: EqlActor, actor: Interface, fit_states: States, player: Player | None,
-               judge: Judge) -> tuple[Focus, list[tuple[SymbolicPolicy, int | None]], SymbolicPolicy]:
+def candidates(
+    config: ExtractConfig, eql: EqlActor, actor: Interface, fit_states: States, player: Player | None, judge: Judge
+) -> tuple[Focus, list[tuple[SymbolicPolicy, int | None]], SymbolicPolicy]:
     """What to leave out, the equations of the trade-off with their budgets (None: the whole
     pruned network, where it is small enough to expand within the search's limit), and the
     chosen ones. A refit is made only where asked for or where pruning falls short at the
@@ -187,41 +167,58 @@ def candidates(config: ExtractConfig, eql: EqlActor, actor: Interface, fit_state
     refitted, chosen = {}, full
     if config.max_terms is not None:
         if config.fit == "prune" and config.max_terms not in pruned:
-            raise InsightError(f"no threshold leaves every action at most {config.max_terms} terms without pruning "
-                               "every variable", hint="allow more terms with a larger --max-terms, or --fit refit")
+            raise InsightError(
+                f"no threshold leaves every action at most {config.max_terms} terms without pruning every variable",
+                hint="allow more terms with a larger --max-terms, or --fit refit",
+            )
         enough = config.max_terms in pruned and worse_fidelity(judge(pruned[config.max_terms])) >= config.min_fidelity
         if config.fit == "refit" or (config.fit == "auto" and not enough):
             refitted = refitted_policies(actor, left_out, fit_states, budgets, player, config)
+        judge.measure([*pruned.values(), *refitted.values(), *([full] if full else [])])  # all rollouts at once
         chosen = choose(pruned.get(config.max_terms), refitted.get(config.max_terms), judge)
     points = [(policy, budget) for found in (pruned, refitted) for budget, policy in found.items()]
     return left_out, points + ([(full, None)] if full is not None else []), chosen
 
 
 def run(config: ExtractConfig) -> ExtractResult:
-    _validate(config)
+    config.validate()
     device = resolve_device(config.device)
     seed_everything(config.seed)
     path = Path(config.checkpoint)
     agent, checkpoint = load_agent(path, device, require_eql=True)
     game = get_game(checkpoint.meta["game"])
     actor = interface(agent, checkpoint, game)
-    held_out, fit_states = dataset_states(agent, checkpoint, Path(config.dataset or checkpoint.meta["dataset"]), device,
-                                          config.seed)
+    held_out, fit_states = dataset_states(
+        agent, checkpoint, Path(config.dataset or checkpoint.meta["dataset"]), device, config.seed
+    )
     with Player(agent, game, config.episodes, config.max_steps, device) if config.episodes else nullcontext() as player:
         judge = Judge(held_out, player, config.seed)
         left_out, points, chosen = candidates(config, agent.eql, actor, fit_states, player, judge)
-        tradeoff = [row(policy, budget, judge(policy), policy is chosen and budget == config.max_terms)
-                    for policy, budget in points]
+        tradeoff = [
+            row(policy, budget, judge(policy), policy is chosen and budget == config.max_terms)
+            for policy, budget in points
+        ]
         measured, eql = judge(chosen), judge.eql()
 
     returns = {"eql": float(eql.returns.mean()), "symbolic": measured["return"]} if eql is not None else {}
     agreement = {key: value for key, value in measured.items() if key != "return"}
-    report = {"run": str(path), "fidelity": agreement, "returns": returns, "episodes": config.episodes,
-              "max_steps": config.max_steps, "max_terms": config.max_terms, "fit": config.fit,
-              "terms": dict(zip(actor.actions, chosen.term_counts)), "left_out": left_out.reasons, "tradeoff": tradeoff,
-              "chosen": next(entry for entry in tradeoff if entry["chosen"])}
+    report = {
+        "run": str(path),
+        "fidelity": agreement,
+        "returns": returns,
+        "episodes": config.episodes,
+        "max_steps": config.max_steps,
+        "max_terms": config.max_terms,
+        "fit": config.fit,
+        "terms": dict(zip(actor.actions, chosen.term_counts)),
+        "left_out": left_out.reasons,
+        "tradeoff": tradeoff,
+        "chosen": next(entry for entry in tradeoff if entry["chosen"]),
+    }
     document = policy_document(chosen, game.name, game.actions, [o["name"] for o in checkpoint.meta["objects"]], report)
-    extra = {"policy_tradeoff.parquet": table_bytes(tradeoff),
-             "policy_tradeoff.png": plot_bytes(tradeoff, returns.get("eql"), game.name)}
+    extra = {
+        "policy_tradeoff.parquet": table_bytes(tradeoff),
+        "policy_tradeoff.png": plot_bytes(tradeoff, returns.get("eql"), game.name),
+    }
     files = write_exports(Path(config.out or path.parent), chosen, document, extra)
     return ExtractResult(files, chosen, agreement, returns, held_out.inputs, tradeoff, left_out.reasons)

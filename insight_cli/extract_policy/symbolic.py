@@ -93,7 +93,9 @@ def join(coordinates: np.ndarray, state: np.ndarray | None = None) -> np.ndarray
     """(B, K, 4, 2) coordinates and (B, S) ego states -> (B, V) policy inputs."""
     coordinates = np.asarray(coordinates, dtype=np.float64)
     flat = coordinates.reshape(len(coordinates), -1)
-    return flat if state is None else np.concatenate([flat, np.asarray(state, np.float64).reshape(len(flat), -1)], axis=1)
+    return (
+        flat if state is None else np.concatenate([flat, np.asarray(state, np.float64).reshape(len(flat), -1)], axis=1)
+    )
 
 
 class States(NamedTuple):
@@ -138,10 +140,12 @@ class SymbolicPolicy:
         return [self._expression(terms) for terms in self.terms]
 
     def _expression(self, terms: dict[Monomial, float]) -> sympy.Expr:
-        return sympy.Add(*(
-            sympy.Float(coefficient, self.digits) * sympy.Mul(*(s**e for s, e in zip(self.symbols, monomial) if e))
-            for monomial, coefficient in terms.items()
-        ))
+        return sympy.Add(
+            *(
+                sympy.Float(coefficient, self.digits) * sympy.Mul(*(s**e for s, e in zip(self.symbols, monomial) if e))
+                for monomial, coefficient in terms.items()
+            )
+        )
 
     def latex(self, expression: sympy.Expr) -> str:
         """LaTeX with variables typeset as x_{ball,4} rather than sympy's x_{ball 4}."""
@@ -228,8 +232,9 @@ class SymbolicPolicy:
         for rows, values in self._factor_values(inputs):
             for position in range(degree):
                 others = np.delete(values, position, axis=2).prod(axis=2)  # (b, T)
-                onto = sparse.csr_matrix((np.ones(n_terms), (np.arange(n_terms), factors[:, position])),
-                                         shape=(n_terms, n_variables + 1))  # term -> the variable of this factor
+                onto = sparse.csr_matrix(
+                    (np.ones(n_terms), (np.arange(n_terms), factors[:, position])), shape=(n_terms, n_variables + 1)
+                )  # term -> the variable of this factor
                 weighted = (others[:, None, :] * coefficients[None]).reshape(-1, n_terms)  # (b * A, T)
                 out[rows] += np.asarray(onto.T @ weighted.T).T.reshape(len(values), len(self.actions), -1)
         return out[:, :, :n_variables]  # the appended constant has no gradient to report
@@ -274,7 +279,9 @@ def _arguments(actor: EqlActor, threshold: float) -> list[tuple[np.ndarray, np.n
     by more than threshold / (2 * units). A term gets at most two such contributions per unit,
     so the pruning changes no coefficient by more than the threshold, while an expansion of
     many small terms (an actor that has barely trained) shrinks before it starts."""
-    arguments = [(_pruned(layer.linear.weight, threshold), _pruned(layer.linear.bias, threshold)) for layer in actor.layers]
+    arguments = [
+        (_pruned(layer.linear.weight, threshold), _pruned(layer.linear.bias, threshold)) for layer in actor.layers
+    ]
     if len(actor.layers) != 1 or threshold <= 0:
         return arguments
     (weight, bias), layer = arguments[0], actor.layers[0]
@@ -326,12 +333,15 @@ def term_bound(actor: EqlActor, n_variables: int, threshold: float) -> int:
         every = frozenset().union(*(v for v, _ in reaching))
         degree = max((d for _, d in reaching), default=0)
         # no more than the monomials of each unit, nor than all monomials of that degree
-        bounds.append(1 + min(sum(math.comb(len(v) + d, d) for v, d in reaching), math.comb(len(every) + degree, degree)))
+        bounds.append(
+            1 + min(sum(math.comb(len(v) + d, d) for v, d in reaching), math.comb(len(every) + degree, degree))
+        )
     return max(bounds, default=1)
 
 
-def expand(actor: EqlActor, n_variables: int, threshold: float,
-           limit: int = MAX_EXPANDED_TERMS) -> list[dict[Monomial, float]]:
+def expand(
+    actor: EqlActor, n_variables: int, threshold: float, limit: int = MAX_EXPANDED_TERMS
+) -> list[dict[Monomial, float]]:
     """The pruned actor's logits, expanded exactly: one {monomial: coefficient} per action.
     Raises TooManyTerms rather than start an expansion that could exceed `limit` terms."""
     bound = term_bound(actor, n_variables, threshold)
@@ -398,8 +408,14 @@ def _expand_one_layer(actor: EqlActor, n_variables: int, threshold: float) -> li
             if row[unit] == 0:
                 continue
             u, v = (forms[row] for row in _argument_rows(layer, unit))
-            value = {"identity": u, "constant": constant, "add": u + v, "square": np.multiply.outer(u, u),
-                     "product": np.multiply.outer(u, v), "cube": np.einsum("i,j,k->ijk", u, u, u)}[name]
+            value = {
+                "identity": u,
+                "constant": constant,
+                "add": u + v,
+                "square": np.multiply.outer(u, u),
+                "product": np.multiply.outer(u, v),
+                "cube": np.einsum("i,j,k->ijk", u, u, u),
+            }[name]
             tensors[value.ndim] = tensors.get(value.ndim, 0.0) + row[unit] * value
         terms: dict[Monomial, float] = {}
         for tensor in tensors.values():
@@ -441,8 +457,9 @@ class Interface:
     continuous: bool = False
 
 
-def _build(actor: EqlActor, interface: Interface, threshold: float, digits: int,
-           limit: int = MAX_EXPANDED_TERMS) -> SymbolicPolicy:
+def _build(
+    actor: EqlActor, interface: Interface, threshold: float, digits: int, limit: int = MAX_EXPANDED_TERMS
+) -> SymbolicPolicy:
     terms = []
     for logit in expand(actor, len(interface.variables), threshold, limit):
         # a term below the threshold moves its logit by less
@@ -473,8 +490,9 @@ def extract(actor: EqlActor, interface: Interface, threshold: float, digits: int
     return policy
 
 
-def extract_within(actor: EqlActor, interface: Interface, threshold: float, digits: int,
-                   limit: int) -> SymbolicPolicy | None:
+def extract_within(
+    actor: EqlActor, interface: Interface, threshold: float, digits: int, limit: int
+) -> SymbolicPolicy | None:
     """The actor pruned at `threshold` and expanded, if its term bound is at most `limit`."""
     try:
         return _build(actor, interface, threshold, digits, limit)
@@ -489,8 +507,15 @@ class PruningSearch:
     threshold is expanded at most once for all budgets, and none whose term bound exceeds
     `limit`: it counts as too many terms (a term bound that large leaves thousands)."""
 
-    def __init__(self, actor: EqlActor, interface: Interface, digits: int, floor: float, limit: int = SEARCH_TERMS,
-                 steps: int = 48):
+    def __init__(
+        self,
+        actor: EqlActor,
+        interface: Interface,
+        digits: int,
+        floor: float,
+        limit: int = SEARCH_TERMS,
+        steps: int = 48,
+    ):
         largest = _largest_weight(actor)
         self.actor, self.interface, self.digits, self.limit = actor, interface, digits, limit
         self.grid = np.geomspace(min(max(floor, largest * 1e-6), largest), largest * 1.001, steps)
@@ -499,8 +524,9 @@ class PruningSearch:
     def _policy(self, index: int) -> SymbolicPolicy | None:
         """The policy pruned at grid[index]; None when its expansion could exceed the limit."""
         if index not in self._policies:
-            self._policies[index] = extract_within(self.actor, self.interface, float(self.grid[index]), self.digits,
-                                                   self.limit)
+            self._policies[index] = extract_within(
+                self.actor, self.interface, float(self.grid[index]), self.digits, self.limit
+            )
         return self._policies[index]
 
     def fitting(self, max_terms: int) -> SymbolicPolicy | None:

@@ -38,7 +38,9 @@ def object_weights(frequency: torch.Tensor, alpha: float = WEIGHT_ALPHA, beta: f
     return alpha + torch.sigmoid(beta * (normalised - normalised.mean()))
 
 
-def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def masked_l1(
+    prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor
+) -> torch.Tensor:
     """Weighted mean absolute error over the entries where mask is set.
 
     prediction, target: (B, K, ..., D); mask: (B, K, ...) bool; weights: (K,).
@@ -48,7 +50,9 @@ def masked_l1(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     return (error * weight).sum() / mask.sum().clamp_min(1)
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, gamma: float = FOCAL_GAMMA) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor, target: torch.Tensor, weights: torch.Tensor, gamma: float = FOCAL_GAMMA
+) -> torch.Tensor:
     """Binary focal loss, mean over entries: -(1 - p_t)^gamma log p_t, weighted per object.
 
     logits, target: (B, K, 4); weights: (K,).

@@ -11,8 +11,6 @@ from torch import nn
 
 from insight_cli.envs.preprocessing import FRAME_SIZE, STACK
 
-MAX_OBJECTS = 256
-
 
 @dataclass
 class PerceptionConfig:
@@ -46,9 +44,6 @@ def _convolutions(encoder: str) -> tuple[nn.Sequential, int]:
     for channels_in, channels_out, kernel, stride, padding in layers:
         modules += [nn.Conv2d(channels_in, channels_out, kernel, stride, padding), nn.ReLU()]
     return nn.Sequential(*modules, nn.Flatten()), 64 * side * side
-
-
-ENCODERS = ("insight", "nature")
 
 
 class Encoder(nn.Module):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from insight_cli.perception.data import PerceptionData
 from insight_cli.perception.losses import PerceptionLosses, perception_loss
-from insight_cli.pretrain.data import PerceptionData
 
 
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from insight_cli.files import atomic_path
+from insight_cli.perception.data import PerceptionData
 from insight_cli.pictures import mark_points, upscale, write_contact_sheet
-from insight_cli.pretrain.data import PerceptionData
 
 LABEL_COLOR, PREDICTED_COLOR = (60, 220, 60), (240, 60, 60)
 

@@ -10,37 +10,19 @@ from pathlib import Path
 
 import torch
 
-from insight_cli.checkpoint import check_weights, load_checkpoint, save_checkpoint
+from insight_cli import paths
+from insight_cli.checkpoint import check_weights, load_checkpoint, plain_config, save_checkpoint
 from insight_cli.dataset import load_dataset
-from insight_cli.errors import InsightError, UsageError
+from insight_cli.errors import InsightError
 from insight_cli.files import atomic_output, ensure_writable, write_atomically
 from insight_cli.games import get_game
+from insight_cli.perception.data import PerceptionData, choose_slots, decode, shift_batch, slot_entries
 from insight_cli.perception.losses import PerceptionLosses, object_weights, perception_loss
-from insight_cli.perception.model import ENCODERS, PerceptionConfig, PerceptionNet
-from insight_cli.pretrain.data import PerceptionData, choose_slots, decode, shift_batch
+from insight_cli.perception.model import PerceptionConfig, PerceptionNet
+from insight_cli.pretrain.config import PretrainConfig
 from insight_cli.pretrain.metrics import evaluate
 from insight_cli.progress import progress_bar
 from insight_cli.runtime import resolve_device, seed_everything
-
-
-@dataclass
-class PretrainConfig:
-    game: str = "Pong"
-    dataset: Path | None = None  # default: data/<Game>/dataset
-    out: Path | None = None  # default: data/<Game>/perception.ckpt
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    n_objects: str = "auto"  # "auto" or an integer K
-    min_seen: float = 0.0  # share of frames a track must be seen in to get a slot (0: every track)
-    hidden: int = 2048
-    encoder: str = "insight"  # convolution stack (perception.model.ENCODERS)
-    threshold: float = 0.5
-    max_shift: int = 8  # pixels (of 84) the augmentation may translate a stack
-    resume: bool = False
-    device: str = "auto"
-    seed: int = 0
 
 
 @dataclass
@@ -53,31 +35,19 @@ class PretrainResult:
 
 
 def default_paths(config: PretrainConfig) -> tuple[Path, Path]:
-    game_dir = Path("data") / get_game(config.game).name
-    return Path(config.dataset or game_dir / "dataset"), Path(config.out or game_dir / "perception.ckpt")
-
-
-def _validate(config: PretrainConfig) -> None:
-    for name in ("epochs", "batch_size", "hidden"):
-        if getattr(config, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}")
-    if config.lr <= 0:
-        raise UsageError(f"--lr must be positive, got {config.lr}")
-    if not 0 <= config.min_seen <= 1:
-        raise UsageError(f"--min-seen must be a share between 0 and 1, got {config.min_seen}")
-    if config.encoder not in ENCODERS:
-        raise UsageError(f"--encoder must be one of {', '.join(ENCODERS)}, got {config.encoder!r}")
-    if config.n_objects != "auto" and not str(config.n_objects).isdigit():
-        raise UsageError(f"--n-objects must be auto or a positive integer, got {config.n_objects!r}")
+    name = get_game(config.game).name
+    return Path(config.dataset or paths.dataset_dir(name)), Path(config.out or paths.perception_checkpoint(name))
 
 
 def run(config: PretrainConfig) -> PretrainResult:
-    _validate(config)
+    config.validate()
     dataset_path, out = default_paths(config)
     game = get_game(config.game)
     dataset = load_dataset(dataset_path)
     if dataset.game != game.name:
-        raise InsightError(f"{dataset_path} is a {dataset.game} dataset, not {game.name}", hint="check --game or --dataset")
+        raise InsightError(
+            f"{dataset_path} is a {dataset.game} dataset, not {game.name}", hint="check --game or --dataset"
+        )
     ensure_writable(out)
     device = resolve_device(config.device)
     seed_everything(config.seed)
@@ -93,7 +63,7 @@ def run(config: PretrainConfig) -> PretrainResult:
     meta = {
         "game": game.name,
         "action_meanings": game.action_names,
-        "objects": [{"slot": slot, "track_id": entry["track_id"], "name": entry["name"]} for slot, entry in enumerate(slots)],
+        "objects": slot_entries(slots),
         "dataset": str(dataset_path),
         "dataset_fingerprint": dataset.meta["fingerprint"],
         "frame_shape": dataset.meta.get("frame_shape"),
@@ -119,25 +89,41 @@ def run(config: PretrainConfig) -> PretrainResult:
             _stop_if_diverged(model, record)
             if best is None or metrics["test_loss"] < best["test_loss"]:
                 best = record
-                save_checkpoint(out, "perception", {**asdict(model_config), "training": _plain(config)},
-                                {**meta, "metrics": record}, {"model": model.state_dict(), "object_weights": weights})
-            save_checkpoint(last_path, "perception-resume", _plain(config), {**meta, "history": history, "best": best},
-                            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state()})
+                save_checkpoint(
+                    out,
+                    "perception",
+                    {**asdict(model_config), "training": plain_config(config)},
+                    {**meta, "metrics": record},
+                    {"model": model.state_dict(), "object_weights": weights},
+                )
+            save_checkpoint(
+                last_path,
+                "perception-resume",
+                plain_config(config),
+                {**meta, "history": history, "best": best},
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "generator": generator.get_state()},
+            )
     if best is None:
-        raise InsightError(f"nothing to do: {last_path} has already trained {start_epoch} epochs", hint="raise --epochs")
+        raise InsightError(
+            f"nothing to do: {last_path} has already trained {start_epoch} epochs", hint="raise --epochs"
+        )
     _write_reports(out, history, model, data, dataset, meta)
     return PretrainResult(out, best["epoch"], best, history, samples / max(train_seconds, 1e-9))
 
 
 def _train_epoch(model, optimizer, data: PerceptionData, weights, config, generator, amp, progress, task) -> dict:
     model.train()
-    order = data.train_rows[torch.randperm(len(data.train_rows), generator=generator, device=generator.device).to(data.train_rows.device)]
+    order = data.train_rows[
+        torch.randperm(len(data.train_rows), generator=generator, device=generator.device).to(data.train_rows.device)
+    ]
     totals = {name: 0.0 for name in PerceptionLosses._fields}
     batches = 0
     for start in range(0, len(order), config.batch_size):
         rows = order[start : start + config.batch_size]
         stacks, targets = data.batch(rows)
-        stacks, targets = shift_batch(stacks, targets, data.margins[rows], config.max_shift, generator)
+        stacks, targets = shift_batch(
+            stacks, targets, data.margins[rows], config.max_shift, generator, model.encoder.background
+        )
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
             losses = perception_loss(model(stacks), targets, weights)
         optimizer.zero_grad(set_to_none=True)
@@ -169,13 +155,11 @@ def _stop_if_diverged(model, record: dict) -> None:
     losses = record["train_total"], record["test_loss"]
     if all(map(math.isfinite, losses)) and all(bool(parameter.isfinite().all()) for parameter in model.parameters()):
         return
-    raise InsightError(f"pretraining diverged in epoch {record['epoch']} (train loss {losses[0]:.4g}, test loss "
-                       f"{losses[1]:.4g}); nothing of this epoch was saved",
-                       hint="lower --lr, or check the dataset's boxes")
-
-
-def _plain(config: PretrainConfig) -> dict:
-    return {key: str(value) if isinstance(value, Path) else value for key, value in asdict(config).items()}
+    raise InsightError(
+        f"pretraining diverged in epoch {record['epoch']} (train loss {losses[0]:.4g}, test loss "
+        f"{losses[1]:.4g}); nothing of this epoch was saved",
+        hint="lower --lr, or check the dataset's boxes",
+    )
 
 
 def _epoch_line(record: dict) -> str:
@@ -200,4 +184,3 @@ def _write_reports(out: Path, history, model, data, dataset, meta) -> None:
     result = {"checkpoint": str(out), "best": best.meta["metrics"], "epochs": len(history), "objects": meta["objects"]}
     write_atomically(out.with_name(out.stem + ".json"), json.dumps(result, indent=2))
     write_preview(out.with_name(out.stem + ".preview.png"), model, data, dataset, meta["objects"])
-

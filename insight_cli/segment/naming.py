@@ -65,8 +65,9 @@ def load_name_overrides(path: Path | None, game: GameSpec) -> dict[str, str]:
         raise InsightError(f"names file {path} is not valid TOML: {error}") from None
     if isinstance(data.get("names"), dict):
         if len(data) > 1:
-            raise InsightError(f"names file {path} has names both under [names] and outside it",
-                               hint="put them all under [names]")
+            raise InsightError(
+                f"names file {path} has names both under [names] and outside it", hint="put them all under [names]"
+            )
         data = data["names"]
     return _checked(data, game, f"names file {path}")
 
@@ -76,18 +77,23 @@ def _checked(overrides: dict, game: GameSpec, where: str) -> dict[str, str]:
     defaults = default_names(game)
     for old, new in overrides.items():
         if not defaults.fullmatch(old):
-            raise InsightError(f"{where}: {game.name} has no object named {old!r} to rename",
-                               hint=f"rename one of {_listed(game)}")
+            raise InsightError(
+                f"{where}: {game.name} has no object named {old!r} to rename", hint=f"rename one of {_listed(game)}"
+            )
         if not is_object_name(new):
-            raise InsightError(f"{where}: {old} = {new!r} is not a valid name",
-                               hint="use ASCII letters, digits and _, not starting with a digit")
+            raise InsightError(
+                f"{where}: {old} = {new!r} is not a valid name",
+                hint="use ASCII letters, digits and _, not starting with a digit",
+            )
         if defaults.fullmatch(new) and new not in overrides:
-            raise InsightError(f"{where}: {old} = {new!r} is the name of another object",
-                               hint="choose a name no other object has")
+            raise InsightError(
+                f"{where}: {old} = {new!r} is the name of another object", hint="choose a name no other object has"
+            )
     repeated = [new for new, count in Counter(overrides.values()).items() if count > 1]
     if repeated:
-        raise InsightError(f"{where} gives more than one object the name {repeated[0]!r}",
-                           hint="every object needs its own name")
+        raise InsightError(
+            f"{where} gives more than one object the name {repeated[0]!r}", hint="every object needs its own name"
+        )
     return dict(overrides)
 
 

@@ -38,7 +38,12 @@ class SimulatorObjects:
 
     def catalogue(self, total_frames: int) -> list[dict]:
         return [
-            {"track_id": self._track_id(name), "name": self.overrides.get(name, name), "color": list(VEHICLE_RGB),
-             "frames_seen": count, "seen_fraction": round(count / max(total_frames, 1), 4)}
+            {
+                "track_id": self._track_id(name),
+                "name": self.overrides.get(name, name),
+                "color": list(VEHICLE_RGB),
+                "frames_seen": count,
+                "seen_fraction": round(count / max(total_frames, 1), 4),
+            }
             for name, count in sorted(self._seen.items(), key=lambda item: self._track_id(item[0]))
         ]

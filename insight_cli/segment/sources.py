@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from insight_cli.envs import make_frame_source
-from insight_cli.envs.preprocessing import FRAME_SIZE
+from insight_cli.envs.preprocessing import gray_view
 from insight_cli.errors import InsightError
 from insight_cli.games import GameSpec
 
@@ -47,19 +47,22 @@ def play(game: GameSpec, frames: int, seed: int, policy: Policy | None = None) -
             else:
                 action = None if game.continuous else int(rng.integers(len(source.action_meanings)))
             recorded = -1 if game.continuous else action
-            yield SourceFrame(episode, step, frame.rgb, frame.stack[-1], recorded, reward, objects,
-                              None if state is None else state.copy())
+            yield SourceFrame(
+                episode,
+                step,
+                frame.rgb,
+                frame.stack[-1],
+                recorded,
+                reward,
+                objects,
+                None if state is None else state.copy(),
+            )
             frame, reward, done = source.step(action)
             episode, step = (episode + 1, 0) if done else (episode, step + 1)
             if done:
                 reward = 0.0  # the reward belonged to the episode that just ended
     finally:
         source.close()
-
-
-def gray_view(rgb: np.ndarray) -> np.ndarray:
-    """A recording's frame as an 84x84 grayscale view (luma, area resampling)."""
-    return cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), (FRAME_SIZE, FRAME_SIZE), interpolation=cv2.INTER_AREA)
 
 
 def read_recording(path: Path, frames: int) -> Iterator[SourceFrame]:
@@ -98,7 +101,8 @@ def _png_frames(folder: Path) -> Iterator[np.ndarray]:
         first = first or (file, image.shape)
         if image.shape != first[1]:
             raise InsightError(
-                f"--input frames differ in size: {file.name} is {_size(image.shape)}, {first[0].name} is {_size(first[1])}",
+                f"--input frames differ in size: {file.name} is {_size(image.shape)}, {first[0].name} is "
+                f"{_size(first[1])}",
                 hint="give frames of one recording, all one size",
             )
         yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

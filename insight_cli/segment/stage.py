@@ -10,39 +10,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from insight_cli import paths
 from insight_cli.dataset import DatasetWriter, check_replaceable
 from insight_cli.errors import UsageError
 from insight_cli.games import GameSpec, get_game
 from insight_cli.pictures import annotate, write_contact_sheet, write_video
 from insight_cli.progress import progress_bar
 from insight_cli.runtime import Device, resolve_device
+from insight_cli.segment.config import SegmentConfig
 from insight_cli.segment.naming import load_name_overrides
 from insight_cli.segment.simulator import SimulatorObjects
 from insight_cli.segment.sources import check_recording, play, read_recording
 from insight_cli.segment.tracking import Tracker
 
-BACKENDS = ("auto", "classic", "fastsam", "sam", "simulator")
-MAX_FRAMES = 10_000_000  # about 100 GB of frames; more is a slip of the keyboard, not a dataset
 PREVIEW_VIDEO_FRAMES = 300
 CONTACT_SHEET_FRAMES = 16
 # Frames are flat-coloured: fast zlib without PNG row filters is 4x quicker and as small.
 PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
-
-
-@dataclass
-class SegmentConfig:
-    game: str = "Pong"
-    frames: int = 10_000
-    backend: str = "auto"  # simulator for MetaDrive, classic for the rest
-    checkpoint: Path | None = None  # foundation-model weights (fastsam, sam)
-    input: Path | None = None  # a recording to segment instead of playing
-    policy: Path | None = None  # a run.ckpt whose neural actor plays instead of a random policy
-    names: Path | None = None  # TOML file of name overrides
-    out: Path | None = None  # default: data/<Game>/dataset
-    force: bool = False  # replace `out` even if it is not an insight dataset
-    seed: int = 0
-    device: str = "auto"
-    background_frames: int = 256  # frames the classic backend's background model is fitted on
 
 
 @dataclass
@@ -62,7 +46,7 @@ class SegmentResult:
 
 
 def default_dataset_path(game: str) -> Path:
-    return Path("data") / get_game(game).name / "dataset"
+    return paths.dataset_dir(get_game(game).name)
 
 
 def make_segmenter(config: SegmentConfig, game: GameSpec, sample_frames: np.ndarray):
@@ -103,18 +87,19 @@ def _agent_policy(config: SegmentConfig, game: GameSpec):
 
 
 def run(config: SegmentConfig) -> SegmentResult:
-    if not 1 <= config.frames <= MAX_FRAMES:
-        raise UsageError(f"--frames must be between 1 and {MAX_FRAMES:,}, got {config.frames:,}")
-    if config.backend not in BACKENDS:
-        raise UsageError(f"unknown backend {config.backend!r}", hint=f"use one of {', '.join(BACKENDS)}")
+    config.validate()
     game = get_game(config.game)
     backend = config.backend if config.backend != "auto" else "simulator" if game.continuous else "classic"
     config = replace(config, backend=backend)
     if backend == "simulator" and not game.continuous:
-        raise UsageError(f"--backend simulator needs a simulator that reports its objects; {game.name} does not",
-                         hint="use classic, fastsam or sam")
+        raise UsageError(
+            f"--backend simulator needs a simulator that reports its objects; {game.name} does not",
+            hint="use classic, fastsam or sam",
+        )
     if backend == "simulator" and config.input is not None:
-        raise UsageError("a recording has no simulator objects", hint="use --backend classic, fastsam or sam with --input")
+        raise UsageError(
+            "a recording has no simulator objects", hint="use --backend classic, fastsam or sam with --input"
+        )
     if Device(config.device) is Device.cuda:
         resolve_device(config.device)  # refuse a missing GPU before any work, as every verb does
     overrides = load_name_overrides(config.names, game)
@@ -149,6 +134,7 @@ def run(config: SegmentConfig) -> SegmentResult:
         def label(frame):
             detections = segmenter(frame.rgb)
             return (detections, *tracker.update(detections, frame.rgb.shape))
+
     meta = {
         "game": game.name,
         "backend": backend,
@@ -166,9 +152,12 @@ def run(config: SegmentConfig) -> SegmentResult:
         for frame in itertools.chain(head, frames):
             detections, track_ids, names = label(frame)
             png = cv2.imencode(".png", cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2BGR), PNG_FAST)[1].tobytes()
-            frame_id = writer.add_frame(frame.episode, frame.step, png, frame.gray, frame.action, frame.reward,
-                                        frame.state)
-            writer.add_objects(frame_id, track_ids, names, detections.boxes, detections.areas, detections.colors, frame.rgb.shape)
+            frame_id = writer.add_frame(
+                frame.episode, frame.step, png, frame.gray, frame.action, frame.reward, frame.state
+            )
+            writer.add_objects(
+                frame_id, track_ids, names, detections.boxes, detections.areas, detections.colors, frame.rgb.shape
+            )
             if frame_id < PREVIEW_VIDEO_FRAMES or frame_id % contact_every == 0:
                 annotated = annotate(frame.rgb, detections.boxes, track_ids, names)
                 if frame_id < PREVIEW_VIDEO_FRAMES:

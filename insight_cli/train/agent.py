@@ -9,7 +9,7 @@ encoder vector (neural actor, critic) and the coordinates (EQL actor).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
 import numpy as np
@@ -31,6 +31,17 @@ class AgentConfig:
     n_funcs: int = 4
     continuous: bool = False
     state_size: int = 0  # ego state values next to the pixels (0: none)
+
+    def to_dict(self) -> dict:
+        """The flat dict a run checkpoint keeps as meta["agent"]: the perception's fields and ours."""
+        mine = {field.name: getattr(self, field.name) for field in fields(self) if field.name != "perception"}
+        return {**asdict(self.perception), **mine}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> AgentConfig:
+        """The config of a run checkpoint's meta["agent"] (defaults for what older ones lack)."""
+        mine = {field.name: values[field.name] for field in fields(cls) if field.name in values}
+        return cls(**{**mine, "perception": PerceptionConfig.from_dict(values)})
 
     @property
     def eql(self) -> EqlConfig:
@@ -81,7 +92,9 @@ class Agent(nn.Module):
         inputs = hidden + config.state_size
         self.perception = PerceptionNet(config.perception)
         self.actor = nn.Sequential(
-            _layer(nn.Linear(inputs, NEURAL_HIDDEN), np.sqrt(2)), nn.ReLU(), _layer(nn.Linear(NEURAL_HIDDEN, actions), 0.01)
+            _layer(nn.Linear(inputs, NEURAL_HIDDEN), np.sqrt(2)),
+            nn.ReLU(),
+            _layer(nn.Linear(NEURAL_HIDDEN, actions), 0.01),
         )
         self.critic = nn.Sequential(
             _layer(nn.Linear(inputs, NEURAL_HIDDEN), np.sqrt(2)), nn.ReLU(), _layer(nn.Linear(NEURAL_HIDDEN, 1), 1.0)
@@ -106,23 +119,37 @@ class Agent(nn.Module):
         """The actors and the critic on a perception output (computed now, or kept from the
         rollout while the perception network is frozen)."""
         coordinates = self.perception.object_coordinates(perception)
-        features, symbols = perception.features - self.feature_centre, coordinates.flatten(1)
+        features = perception.features - self.feature_centre
         if self.config.state_size:
-            features, symbols = torch.cat([features, state], dim=1), torch.cat([symbols, state], dim=1)
+            features = torch.cat([features, state], dim=1)
         return AgentOutput(
-            perception, coordinates, self.actor(features), self.eql(symbols), self.critic(features).squeeze(-1)
+            perception,
+            coordinates,
+            self.actor(features),
+            self.eql(self.eql_inputs(coordinates, state)),
+            self.critic(features).squeeze(-1),
         )
+
+    def eql_inputs(self, coordinates: torch.Tensor, state: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, K, 4, 2) coordinates (and (B, S) ego states) -> the EQL actor's (B, V) inputs."""
+        symbols = coordinates.flatten(1)
+        return torch.cat([symbols, state], dim=1) if self.config.state_size else symbols
+
+    @staticmethod
+    def scores(out: AgentOutput, actor: str) -> torch.Tensor:
+        """The "neural" or the "eql" actor's logits (continuous: pre-tanh means)."""
+        return out.neural_logits if actor == "neural" else out.eql_logits
 
     def policy(self, out: AgentOutput, actor: str):
         """The action distribution of the "neural" or the "eql" actor."""
-        scores = (out.neural_logits if actor == "neural" else out.eql_logits).float()
+        scores = self.scores(out, actor).float()
         if not self.config.continuous:
             return torch.distributions.Categorical(logits=scores)
         return SquashedGaussian(scores, self.neural_log_std if actor == "neural" else self.eql_log_std)
 
     def greedy(self, out: AgentOutput, actor: str) -> torch.Tensor:
         """The actor's most likely action: (B,) choices, or (B, A) squashed means."""
-        scores = out.neural_logits if actor == "neural" else out.eql_logits
+        scores = self.scores(out, actor)
         return torch.tanh(scores.float()) if self.config.continuous else scores.argmax(dim=-1)
 
     @torch.no_grad()
@@ -130,6 +157,10 @@ class Agent(nn.Module):
         """Set the heads' feature centre to the mean encoder vector of `frames` (B, 4, 84, 84)."""
         features = [self.perception.encoder(frames[start : start + chunk]) for start in range(0, len(frames), chunk)]
         self.feature_centre.copy_(torch.cat(features).mean(dim=0))
+
+    def non_eql_parameters(self) -> list[nn.Parameter]:
+        """Everything but the EQL actor: what PPO trains (with neural guidance)."""
+        return [p for name, p in self.named_parameters() if not name.startswith("eql.")]
 
     def head_parameters(self) -> list[nn.Parameter]:
         """Everything but the perception network (which has its own weight decay)."""
@@ -147,15 +178,14 @@ def load_agent(path, device: torch.device, game_name: str | None = None, require
     dims = checkpoint.meta["agent"]
     check_sizes(path, dims, ("n_objects", "hidden", "n_actions", "n_layers", "n_funcs"))
     check_sizes(path, {"state_size": 0, **dims}, ("state_size",), least=0)
-    config = AgentConfig(
-        PerceptionConfig.from_dict(dims), dims["n_actions"], dims["n_layers"], dims["n_funcs"],
-        dims.get("continuous", False), dims.get("state_size", 0),
-    )
+    config = AgentConfig.from_dict(dims)
     state = checkpoint.state["agent"]
     check_weights(path, expected_weights(path, lambda: Agent(config)), state, optional="eql.")
     if require_eql and not any(key.startswith("eql.") for key in state):
-        raise InsightError(f"{path} is a run without an EQL actor, so it has no equations",
-                           hint="train one with `insight train` (it always trains an EQL actor)")
+        raise InsightError(
+            f"{path} is a run without an EQL actor, so it has no equations",
+            hint="train one with `insight train` (it always trains an EQL actor)",
+        )
     agent = Agent(config)
     agent.load_state_dict(state, strict=False)  # a run without an EQL actor lacks only "eql." weights (checked)
     return agent.to(device).eval(), checkpoint

@@ -75,7 +75,9 @@ class SymbolicLayer(nn.Module):
         unary = z[:, : self.n_unary].view(-1, len(UNARY), self.repeats)
         pairs = z[:, self.n_unary :].view(-1, len(BINARY), self.repeats, 2)
         outputs = [apply_unary(name, unary[:, index]) for index, name in enumerate(UNARY)]
-        outputs += [apply_binary(name, pairs[:, index, :, 0], pairs[:, index, :, 1]) for index, name in enumerate(BINARY)]
+        outputs += [
+            apply_binary(name, pairs[:, index, :, 0], pairs[:, index, :, 1]) for index, name in enumerate(BINARY)
+        ]
         return torch.cat(outputs, dim=1)
 
 

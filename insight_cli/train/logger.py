@@ -53,7 +53,10 @@ class MetricsLogger:
         import matplotlib.pyplot as plt
 
         figure, axis = plt.subplots(figsize=(7, 4))
-        for key, label in (("train/episode_return", "acting actor (training episodes)"), ("eval/eql_return", "EQL actor (evaluation)")):
+        for key, label in (
+            ("train/episode_return", "acting actor (training episodes)"),
+            ("eval/eql_return", "EQL actor (evaluation)"),
+        ):
             points = [(row["step"], row[key]) for row in self.rows if row.get(key) is not None]
             if points:
                 axis.plot(*zip(*points), label=label, marker="o" if key.startswith("eval") else None)

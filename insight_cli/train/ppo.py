@@ -68,6 +68,65 @@ def compute_gae(
     return advantages, advantages + values
 
 
+def imitation_loss(agent: Agent, out) -> torch.Tensor:
+    """Neural guidance: the EQL actor learns to pick the neural actor's favourite action
+    (continuous: to match its means)."""
+    teacher = out.neural_logits.detach().float()
+    if agent.config.continuous:
+        return F.mse_loss(out.eql_logits.float(), teacher)
+    return F.cross_entropy(out.eql_logits.float(), teacher.argmax(dim=-1))
+
+
+def _outputs(agent: Agent, rollout: Rollout, mb: torch.Tensor, perceived: PerceptionOutput | None):
+    """The agent's outputs on minibatch `mb` of the flattened rollout: one encoder pass for
+    critic, neural and EQL actor, or none when the rollout's perception outputs are kept."""
+    if perceived is None:
+        return agent(rollout.obs.flatten(0, 1)[mb], rollout.states.flatten(0, 1)[mb])
+    return agent.decide(PerceptionOutput(*(part[mb] for part in perceived)), rollout.states.flatten(0, 1)[mb])
+
+
+def dagger_update(
+    agent: Agent,
+    optimizer: torch.optim.Optimizer,
+    rollout: Rollout,
+    settings: PpoSettings,
+    reg_weight: float,
+    reduce_gradients: Callable[[], None],
+    generator: torch.Generator,
+    perceived: PerceptionOutput | None = None,
+) -> dict[str, float]:
+    """One imitation update on a rollout the EQL actor played (DAgger): on the states its own
+    choices led to, it learns the neural actor's choices there, under the sparsity penalty.
+    Only the EQL actor changes. Imitating on the teacher's states alone leaves the student
+    lost where its first mistakes take it (measured on Pong: 85% agreement on the neural
+    actor's states, -20.7 playing itself)."""
+    batch_size = rollout.logprobs.numel()
+    minibatch_size = batch_size // settings.num_minibatches
+    totals: dict[str, float] = {}
+    for epoch in range(settings.update_epochs):
+        order = torch.randperm(batch_size, generator=generator, device=generator.device).to(rollout.obs.device)
+        for start in range(0, batch_size, minibatch_size):
+            mb = order[start : start + minibatch_size]
+            with torch.no_grad():  # the teacher and the perception stay as they are
+                out = _outputs(agent, rollout, mb, perceived)
+            student = out._replace(
+                eql_logits=agent.eql(agent.eql_inputs(out.coordinates, rollout.states.flatten(0, 1)[mb]))
+            )
+            distill_loss = imitation_loss(agent, student)
+            reg_loss = eql_penalty(agent.eql)
+            optimizer.zero_grad(set_to_none=True)
+            (distill_loss + reg_weight * reg_loss).backward()
+            reduce_gradients()
+            nn.utils.clip_grad_norm_(agent.eql.parameters(), settings.max_grad_norm)
+            optimizer.step()
+            totals.update(distill_loss=float(distill_loss.detach()), reg_loss=float(reg_loss.detach()))
+            if not agent.config.continuous:
+                totals["agreement"] = float(
+                    (student.eql_logits.argmax(-1) == out.neural_logits.argmax(-1)).float().mean()
+                )
+    return totals
+
+
 def ppo_update(
     agent: Agent,
     optimizer: torch.optim.Optimizer,
@@ -87,7 +146,6 @@ def ppo_update(
     the perception network is frozen: they are the same every epoch, so the update reuses them."""
     batch_size = rollout.logprobs.numel()
     minibatch_size = batch_size // settings.num_minibatches
-    b_obs, b_states = rollout.obs.flatten(0, 1), rollout.states.flatten(0, 1)
     b_actions, b_logprobs = rollout.actions.flatten(0, 1), rollout.logprobs.flatten()
     acting = "neural" if settings.neural_guidance else "eql"
     b_advantages, b_returns, b_values = advantages.flatten(), returns.flatten(), rollout.values.flatten()
@@ -97,11 +155,7 @@ def ppo_update(
         order = torch.randperm(batch_size, generator=generator, device=generator.device).to(b_actions.device)
         for start in range(0, batch_size, minibatch_size):
             mb = order[start : start + minibatch_size]
-            # one encoder pass for critic, neural actor and EQL actor
-            if perceived is None:
-                out = agent(b_obs[mb], b_states[mb])
-            else:
-                out = agent.decide(PerceptionOutput(*(part[mb] for part in perceived)), b_states[mb])
+            out = _outputs(agent, rollout, mb, perceived)
             distribution = agent.policy(out, acting)
             newlogprob = distribution.log_prob(b_actions[mb])
             entropy = distribution.entropy()
@@ -125,15 +179,9 @@ def ppo_update(
             entropy_loss = entropy.mean()
             loss = pg_loss - settings.ent_coef * entropy_loss + settings.vf_coef * v_loss + settings.kl_coef * approx_kl
 
-            # Neural guidance: the EQL actor learns to pick the neural actor's favourite action
-            # (continuous: to match its means).
             distill_loss = torch.zeros((), device=loss.device)
             if settings.neural_guidance:
-                teacher = out.neural_logits.detach().float()
-                if agent.config.continuous:
-                    distill_loss = F.mse_loss(out.eql_logits.float(), teacher)
-                else:
-                    distill_loss = F.cross_entropy(out.eql_logits.float(), teacher.argmax(dim=-1))
+                distill_loss = imitation_loss(agent, out)
                 loss = loss + settings.distill_weight * distill_loss
 
             # Sparsity: the smoothed L1/2 penalty, its weight ramping up over training.
@@ -150,12 +198,20 @@ def ppo_update(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             reduce_gradients()
-            nn.utils.clip_grad_norm_(agent.parameters(), settings.max_grad_norm)
+            # The EQL actor's gradients are clipped on their own: under one joint norm its imitation
+            # gradients (logits x10, two layers) would shrink every step of the neural actor and critic.
+            nn.utils.clip_grad_norm_(list(agent.eql.parameters()), settings.max_grad_norm)
+            nn.utils.clip_grad_norm_(agent.non_eql_parameters(), settings.max_grad_norm)
             optimizer.step()
 
             for name, value in (
-                ("policy_loss", pg_loss), ("value_loss", v_loss), ("entropy", entropy_loss), ("approx_kl", approx_kl),
-                ("distill_loss", distill_loss), ("reg_loss", reg_loss), ("cnn_loss", cnn_loss),
+                ("policy_loss", pg_loss),
+                ("value_loss", v_loss),
+                ("entropy", entropy_loss),
+                ("approx_kl", approx_kl),
+                ("distill_loss", distill_loss),
+                ("reg_loss", reg_loss),
+                ("cnn_loss", cnn_loss),
             ):
                 totals[name] = float(value.detach())  # the last minibatch's values, as CleanRL logs them
 
@@ -164,4 +220,3 @@ def ppo_update(
     totals["explained_variance"] = float("nan") if variance == 0 else float(1 - (y_true - y_pred).var() / variance)
     totals["clipfrac"] = float(torch.stack(clipfracs).mean())
     return totals
-

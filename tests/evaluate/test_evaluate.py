@@ -20,8 +20,18 @@ runner = CliRunner()
 
 
 def test_scores_table_and_video(catch_run, tmp_path):
-    result = run(EvaluateConfig(checkpoint=catch_run, actor="eql", episodes=3, num_envs=2, video=True, video_steps=40,
-                                out=tmp_path, device="cpu"))
+    result = run(
+        EvaluateConfig(
+            checkpoint=catch_run,
+            actor="eql",
+            episodes=3,
+            num_envs=2,
+            video=True,
+            video_steps=40,
+            out=tmp_path,
+            device="cpu",
+        )
+    )
     summary = result.summary
     table = pq.read_table(tmp_path / "eql_episodes.parquet").to_pydict()
     assert summary["episodes"] == 3 and len(table["return"]) == 3
@@ -36,7 +46,11 @@ def test_scores_table_and_video(catch_run, tmp_path):
 def test_the_exported_equations_play_like_the_eql_actor(catch_run, tmp_path):
     """Extracted without pruning or rounding, the equations choose as the EQL actor does, so
     the same episodes give the same scores."""
-    extract(ExtractConfig(checkpoint=catch_run, max_terms=None, threshold=0.0, digits=15, episodes=0, out=tmp_path, device="cpu"))
+    extract(
+        ExtractConfig(
+            checkpoint=catch_run, max_terms=None, threshold=0.0, digits=15, episodes=0, out=tmp_path, device="cpu"
+        )
+    )
     settings = dict(checkpoint=catch_run, episodes=4, out=tmp_path, device="cpu", seed=3)
     symbolic = run(EvaluateConfig(actor="symbolic", policy=tmp_path / "policy.json", **settings)).summary
     eql = run(EvaluateConfig(actor="eql", **settings)).summary
@@ -65,8 +79,11 @@ def other_runs_policies(catch_run, directory):
     (directory / "pong.json").write_text(json.dumps({**document, "game": "Pong"}))
     objects = ["puck", "paddle"]
     other = replace(policy, variables=variables_for(objects))
-    write_exports(directory / "puck", other, policy_document(other, "Catch", {}, objects, {
-        key: document[key] for key in ("run", "fidelity", "returns")}))
+    write_exports(
+        directory / "puck",
+        other,
+        policy_document(other, "Catch", {}, objects, {key: document[key] for key in ("run", "fidelity", "returns")}),
+    )
     return [directory / "pong.json", directory / "puck" / "policy.json"]
 
 
@@ -78,7 +95,9 @@ def test_a_policy_of_another_game_or_object_set_is_refused(catch_run, tmp_path):
 
 
 def test_cli(catch_run, tmp_path):
-    result = runner.invoke(app, ["evaluate", str(catch_run), "--episodes", "2", "--out", str(tmp_path), "--device", "cpu"])
+    result = runner.invoke(
+        app, ["evaluate", str(catch_run), "--episodes", "2", "--out", str(tmp_path), "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     assert "2 episodes: mean" in result.output and (tmp_path / "eql.json").exists()
     result = runner.invoke(app, ["evaluate", str(catch_run), "--actor", "bogus"])
@@ -90,8 +109,9 @@ def test_the_symbolic_actor_reads_policy_json_and_never_imports_policy_py(catch_
     shutil.copy(catch_run, run_path)
     extract(ExtractConfig(checkpoint=run_path, max_terms=4, episodes=0, device="cpu"))
     (tmp_path / "policy.py").write_text("import pathlib\npathlib.Path(__file__).with_name('pwned').touch()\n")
-    result = runner.invoke(app, ["evaluate", str(run_path), "--actor", "symbolic", "--episodes", "1",
-                                 "--device", "cpu"])
+    result = runner.invoke(
+        app, ["evaluate", str(run_path), "--actor", "symbolic", "--episodes", "1", "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "pwned").exists()
     assert json.loads((tmp_path / "evaluation" / "symbolic.json").read_text())["episodes"] == 1

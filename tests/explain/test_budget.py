@@ -19,8 +19,11 @@ def test_the_oldest_exchanges_are_left_out_to_fit():
 
 
 def test_a_prompt_that_cannot_fit_names_the_budget():
-    with pytest.raises(InsightError, match=r"the policy prompt takes about 1,\d{3} tokens, more than the 312 of "
-                                           r"--context-tokens 512 left after 200 for the answer"):
+    with pytest.raises(
+        InsightError,
+        match=r"the policy prompt takes about 1,\d{3} tokens, more than the 312 of "
+        r"--context-tokens 512 left after 200 for the answer",
+    ):
         TokenBudget(512).fit(dialogue(0, size=3000), max_tokens=200, what="the policy prompt")
 
 

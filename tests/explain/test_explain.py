@@ -40,9 +40,9 @@ ANSWERS = {  # what the fake model says, by the start of the question
 class FakeOpenAI(BaseHTTPRequestHandler):
     """Just enough of POST /v1/chat/completions: key 'good-key', model 'fake-model', `answers`
     by the start of the question. The first `failures` requests answer 503; the requests
-    numbered in `slow` (from 1; None: every one) take `delay` seconds; from request `broken_from` on (counting from 0) every one answers 500;
-    answers to questions starting with one of `cut` end with finish_reason "length"; a
-    response_format is refused (400) when `refuse_schema`."""
+    numbered in `slow` (from 1; None: every one) take `delay` seconds; from request `broken_from`
+    on (counting from 0) every one answers 500; answers to questions starting with one of `cut`
+    end with finish_reason "length"; a response_format is refused (400) when `refuse_schema`."""
 
     requests: list[dict] = []
     answers = ANSWERS
@@ -69,15 +69,23 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         if cls.broken_from is not None and len(cls.requests) > cls.broken_from:
             return self._send(500, {"error": {"message": "the model crashed", "type": "server_error"}})
         if cls.refuse_schema and "response_format" in body:
-            return self._send(400, {"error": {"message": "response_format is not supported", "type": "invalid_request_error"}})
+            return self._send(
+                400, {"error": {"message": "response_format is not supported", "type": "invalid_request_error"}}
+            )
         question = body["messages"][-1]["content"]
         answer = next(text for start, text in cls.answers.items() if question.startswith(start))
         finish = "length" if question.startswith(cls.cut) else "stop"
-        self._send(200, {
-            "id": "fake", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": finish}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
-        })
+        self._send(
+            200,
+            {
+                "id": "fake",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": finish}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            },
+        )
 
     def _send(self, status, payload):
         data = json.dumps(payload).encode()
@@ -143,8 +151,19 @@ def test_a_dataset_frame(catch_run, tmp_path):
 def test_llm_dialogue_over_http_and_its_claims_checked(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "failures", 1)  # the client retries with backoff
-    result = run(ExplainConfig(checkpoint=catch_run, llm="fake-model", base_url=server, decisions=1, retries=2,
-                               temperature=0.3, simulate=3, out=tmp_path, device="cpu"))
+    result = run(
+        ExplainConfig(
+            checkpoint=catch_run,
+            llm="fake-model",
+            base_url=server,
+            decisions=1,
+            retries=2,
+            temperature=0.3,
+            simulate=3,
+            out=tmp_path,
+            device="cpu",
+        )
+    )
     requests = FakeOpenAI.requests[1:]
     assert len(requests) == 4 + 1 + 3  # three actions and the summary in one dialogue, a decision, three readers
     assert [len(r["messages"]) for r in requests[:4]] == [2, 4, 6, 8]  # each answer is kept for the next
@@ -161,11 +180,14 @@ def test_llm_dialogue_over_http_and_its_claims_checked(catch_run, tmp_path, serv
     assert "contradicted" in (tmp_path / "explanation.md").read_text()
 
 
-@pytest.mark.parametrize("key, model, message", [
-    (None, "fake-model", "OPENAI_API_KEY is not set"),
-    ("bad-key", "fake-model", "refused the API key"),
-    ("good-key", "gpt-9", "does not serve the model 'gpt-9'"),
-])
+@pytest.mark.parametrize(
+    "key, model, message",
+    [
+        (None, "fake-model", "OPENAI_API_KEY is not set"),
+        ("bad-key", "fake-model", "refused the API key"),
+        ("good-key", "gpt-9", "does not serve the model 'gpt-9'"),
+    ],
+)
 def test_llm_errors(catch_run, tmp_path, server, monkeypatch, key, model, message):
     if key is None:
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -180,20 +202,39 @@ def test_slow_server(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "delay", 2.0)
     with pytest.raises(InsightError, match="did not answer in time"):
-        run(ExplainConfig(checkpoint=catch_run, llm="fake-model", base_url=server, decisions=0, retries=0, timeout=0.3,
-                          out=tmp_path))
+        run(
+            ExplainConfig(
+                checkpoint=catch_run,
+                llm="fake-model",
+                base_url=server,
+                decisions=0,
+                retries=0,
+                timeout=0.3,
+                out=tmp_path,
+            )
+        )
 
 
 def test_unreachable_server(catch_run, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     with pytest.raises(InsightError, match="cannot reach the LLM server"):
-        run(ExplainConfig(checkpoint=catch_run, llm="fake-model", base_url="http://127.0.0.1:9/v1", decisions=0,
-                          retries=0, out=tmp_path))
+        run(
+            ExplainConfig(
+                checkpoint=catch_run,
+                llm="fake-model",
+                base_url="http://127.0.0.1:9/v1",
+                decisions=0,
+                retries=0,
+                out=tmp_path,
+            )
+        )
 
 
 def test_cli(catch_run, tmp_path):
-    result = runner.invoke(app, ["explain", str(catch_run), "--decisions", "1", "--show-prompts", "--out", str(tmp_path),
-                                 "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        ["explain", str(catch_run), "--decisions", "1", "--show-prompts", "--out", str(tmp_path), "--device", "cpu"],
+    )
     assert result.exit_code == 0, result.output
     assert "faithfulness:" in result.output and "The policy gives every action a logit" in result.output
     result = runner.invoke(app, ["explain", str(catch_run), "--temperature", "5"])
@@ -204,10 +245,24 @@ def test_a_policy_of_other_objects_is_refused(catch_run, tmp_path):
     objects, actions = ["ball", "paddle", "bullet"], ["NOOP", "RIGHT", "LEFT"]
     interface = Interface(variables_for(objects), actions)
     policy = extract_policy(toward_the_ball(objects, 0.0), interface, threshold=0.01, digits=3)
-    write_exports(tmp_path, policy, policy_document(policy, "Catch", {}, objects, {"run": "other.ckpt", "fidelity": {},
-                                                                                    "returns": {}}))
-    result = runner.invoke(app, ["explain", str(catch_run), "--policy", str(tmp_path / "policy.json"), "--out",
-                                 str(tmp_path / "out"), "--device", "cpu"])
+    write_exports(
+        tmp_path,
+        policy,
+        policy_document(policy, "Catch", {}, objects, {"run": "other.ckpt", "fidelity": {}, "returns": {}}),
+    )
+    result = runner.invoke(
+        app,
+        [
+            "explain",
+            str(catch_run),
+            "--policy",
+            str(tmp_path / "policy.json"),
+            "--out",
+            str(tmp_path / "out"),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 1 and "another game, object set" in result.output
     assert len(result.output.strip().splitlines()) <= 2 and not (tmp_path / "out").exists()
 
@@ -229,11 +284,14 @@ class NotAnApi(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("content_type, body", [
-    ("application/json", b"{not json"),
-    ("text/html", b"<html><body>It works!</body></html>"),
-    ("application/json", b'{"choices": "x"}'),
-])
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("application/json", b"{not json"),
+        ("text/html", b"<html><body>It works!</body></html>"),
+        ("application/json", b'{"choices": "x"}'),
+    ],
+)
 def test_a_server_that_is_no_chat_api_is_one_line(monkeypatch, content_type, body):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(NotAnApi, "content_type", content_type)
@@ -274,8 +332,18 @@ def test_offline_explanation_meets_the_targets_on_catch(catch_run, tmp_path):
 def test_an_answer_cut_off_at_max_tokens_is_reported(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "cut", ("Explain the action RIGHT",))
-    result = run(ExplainConfig(checkpoint=catch_run, llm="fake-model", base_url=server, decisions=0, simulate=0,
-                               max_tokens=100, out=tmp_path, device="cpu"))
+    result = run(
+        ExplainConfig(
+            checkpoint=catch_run,
+            llm="fake-model",
+            base_url=server,
+            decisions=0,
+            simulate=0,
+            max_tokens=100,
+            out=tmp_path,
+            device="cpu",
+        )
+    )
     assert [section["truncated"] for section in result.document["policy"]] == [False, True, False, False]
     assert result.faithfulness["truncated"] == 1 and FakeOpenAI.requests[0]["max_tokens"] == 100
     assert "at --max-tokens 100, or where the server's context ran out" in (tmp_path / "explanation.md").read_text()
@@ -285,8 +353,17 @@ def test_a_timed_out_request_is_not_sent_again_and_resume_continues(catch_run, t
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "delay", 3.0)
     monkeypatch.setattr(FakeOpenAI, "slow", {2})  # the question about RIGHT
-    config = ExplainConfig(checkpoint=catch_run, llm="fake-model", base_url=server, decisions=0, simulate=0, timeout=0.5,
-                           retries=3, out=tmp_path, device="cpu")
+    config = ExplainConfig(
+        checkpoint=catch_run,
+        llm="fake-model",
+        base_url=server,
+        decisions=0,
+        simulate=0,
+        timeout=0.5,
+        retries=3,
+        out=tmp_path,
+        device="cpu",
+    )
     with pytest.raises(InsightError, match=r"did not answer in time \(--timeout 0.5 s\).*--resume"):
         run(config)
     assert len(FakeOpenAI.requests) == 2  # no retry queued behind the request the server is still computing
@@ -302,8 +379,16 @@ def test_a_timed_out_request_is_not_sent_again_and_resume_continues(catch_run, t
 def test_a_server_failing_mid_dialogue_keeps_the_answers_so_far(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "broken_from", 2)
-    config = ExplainConfig(checkpoint=catch_run, llm="fake-model", base_url=server, decisions=1, simulate=2, retries=1,
-                           out=tmp_path, device="cpu")
+    config = ExplainConfig(
+        checkpoint=catch_run,
+        llm="fake-model",
+        base_url=server,
+        decisions=1,
+        simulate=2,
+        retries=1,
+        out=tmp_path,
+        device="cpu",
+    )
     with pytest.raises(InsightError, match="answered 500: the model crashed"):
         run(config)
     assert len(FakeOpenAI.requests) == 3 + 1  # the third question, and its one retry
@@ -323,8 +408,11 @@ def test_a_server_failing_mid_dialogue_keeps_the_answers_so_far(catch_run, tmp_p
 def test_a_server_that_refuses_response_format_gets_fenced_blocks(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "refuse_schema", True)
-    result = run(ExplainConfig(checkpoint=catch_run, llm="fake-model", base_url=server, decisions=0, simulate=1,
-                               out=tmp_path, device="cpu"))
+    result = run(
+        ExplainConfig(
+            checkpoint=catch_run, llm="fake-model", base_url=server, decisions=0, simulate=1, out=tmp_path, device="cpu"
+        )
+    )
     formats = ["response_format" in r for r in FakeOpenAI.requests]
     assert formats == [True] + [False] * 5  # asked once with the schema, then (that question too) without
     assert result.document["output_format"] == "fenced json block"
@@ -332,18 +420,42 @@ def test_a_server_that_refuses_response_format_gets_fenced_blocks(catch_run, tmp
 
 def test_a_prompt_over_the_context_budget_is_one_line_naming_it(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
-    with pytest.raises(InsightError, match=r"the policy prompt takes about [\d,]+ tokens, more than the 500 of "
-                                           r"--context-tokens 600 left after 100 for the answer") as error:
-        run(ExplainConfig(checkpoint=catch_run, llm="fake-model", base_url=server, decisions=0, context_tokens=600,
-                          max_tokens=100, out=tmp_path, device="cpu"))
+    with pytest.raises(
+        InsightError,
+        match=r"the policy prompt takes about [\d,]+ tokens, more than the 500 of "
+        r"--context-tokens 600 left after 100 for the answer",
+    ) as error:
+        run(
+            ExplainConfig(
+                checkpoint=catch_run,
+                llm="fake-model",
+                base_url=server,
+                decisions=0,
+                context_tokens=600,
+                max_tokens=100,
+                out=tmp_path,
+                device="cpu",
+            )
+        )
     assert FakeOpenAI.requests == [] and "\n" not in str(error.value)
 
 
 def test_a_long_dialogue_leaves_out_its_oldest_exchanges(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "answers", {**ANSWERS, "Explain the action NOOP": "NOOP waits. " * 150})
-    result = run(ExplainConfig(checkpoint=catch_run, llm="fake-model", base_url=server, decisions=0, simulate=0,
-                               context_tokens=1800, max_tokens=200, out=tmp_path, device="cpu"))
+    result = run(
+        ExplainConfig(
+            checkpoint=catch_run,
+            llm="fake-model",
+            base_url=server,
+            decisions=0,
+            simulate=0,
+            context_tokens=1800,
+            max_tokens=200,
+            out=tmp_path,
+            device="cpu",
+        )
+    )
     assert [section["left_out"] for section in result.document["policy"]][0] == 0
     assert max(section["left_out"] for section in result.document["policy"]) >= 1
     assert all(r["messages"][0]["role"] == "system" for r in FakeOpenAI.requests)
@@ -352,13 +464,19 @@ def test_a_long_dialogue_leaves_out_its_oldest_exchanges(catch_run, tmp_path, se
 
 STRUCTURED = {  # a model that gives claims blocks; its prose about LEFT says the opposite of its block
     "Explain the action NOOP": 'NOOP is constant.\n```json\n{"claims": []}\n```',
-    "Explain the action RIGHT": ('x_ball_4 raises the logit of RIGHT.\n```json\n{"claims": [{"variable": "x_ball_4", '
-                                 '"action": "RIGHT", "direction": "raises"}]}\n```'),
-    "Explain the action LEFT": ('x_ball_4 raises the logit of LEFT.\n```json\n{"claims": [{"variable": "x_ball_4", '
-                                '"action": "LEFT", "direction": "lowers"}]}\n```'),
+    "Explain the action RIGHT": (
+        'x_ball_4 raises the logit of RIGHT.\n```json\n{"claims": [{"variable": "x_ball_4", '
+        '"action": "RIGHT", "direction": "raises"}]}\n```'
+    ),
+    "Explain the action LEFT": (
+        'x_ball_4 raises the logit of LEFT.\n```json\n{"claims": [{"variable": "x_ball_4", '
+        '"action": "LEFT", "direction": "lowers"}]}\n```'
+    ),
     "Summarise": "The agent follows the ball.",
-    "Decision": ('The paddle is what matters.\n```json\n{"claims": [{"variable": "x_paddle_4", "action": "LEFT", '
-                 '"direction": "raises", "state": 1}], "most_influential": "x_paddle_4"}\n```'),
+    "Decision": (
+        'The paddle is what matters.\n```json\n{"claims": [{"variable": "x_paddle_4", "action": "LEFT", '
+        '"direction": "raises", "state": 1}], "most_influential": "x_paddle_4"}\n```'
+    ),
     "Predict": '{"action": "LEFT"}',
 }
 
@@ -366,12 +484,22 @@ STRUCTURED = {  # a model that gives claims blocks; its prose about LEFT says th
 def test_claims_blocks_are_checked_and_the_prose_is_a_second_opinion(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "answers", STRUCTURED)
-    result = run(ExplainConfig(checkpoint=catch_run, llm="fake-model", base_url=server, frame_index=5, simulate=4,
-                               out=tmp_path, device="cpu"))
+    result = run(
+        ExplainConfig(
+            checkpoint=catch_run,
+            llm="fake-model",
+            base_url=server,
+            frame_index=5,
+            simulate=4,
+            out=tmp_path,
+            device="cpu",
+        )
+    )
     policy = result.document["policy"]
     assert [s["claims_from"] for s in policy] == ["claims block"] * 3 + ["prose"]
     assert [(c["variable"], c["action"], c["direction"], c["verdict"]) for c in policy[2]["claims"]] == [
-        ("x_ball_4", "LEFT", "lowers", "supported")]
+        ("x_ball_4", "LEFT", "lowers", "supported")
+    ]
     assert policy[2]["disagreements"][0]["prose"] == "raises" and result.faithfulness["disagreements"] == 1
     decision = result.document["decisions"][0]
     assert decision["claims"][0]["source"] == "json" and decision["counterfactual"]["variable"] == "x_paddle_4"
@@ -382,10 +510,32 @@ def test_claims_blocks_are_checked_and_the_prose_is_a_second_opinion(catch_run, 
 
 def test_zero_claims_checked_is_a_warning_not_a_success(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
-    monkeypatch.setattr(FakeOpenAI, "answers", {**{start: "The agent plays well." for start in ANSWERS}, "Predict": "NOOP"})
-    result = runner.invoke(app, ["explain", str(catch_run), "--llm", "fake-model", "--base-url", server, "--decisions", "0",
-                                 "--simulate", "2", "--max-tokens", "300", "--context-tokens", "8000", "--out",
-                                 str(tmp_path), "--device", "cpu"])
+    monkeypatch.setattr(
+        FakeOpenAI, "answers", {**{start: "The agent plays well." for start in ANSWERS}, "Predict": "NOOP"}
+    )
+    result = runner.invoke(
+        app,
+        [
+            "explain",
+            str(catch_run),
+            "--llm",
+            "fake-model",
+            "--base-url",
+            server,
+            "--decisions",
+            "0",
+            "--simulate",
+            "2",
+            "--max-tokens",
+            "300",
+            "--context-tokens",
+            "8000",
+            "--out",
+            str(tmp_path),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "faithfulness: 0 claims checked (no answer gave a claims block" in result.output
     assert "simulatability: " in result.output and "of 2 held-out states" in result.output
@@ -411,22 +561,58 @@ def test_the_pipeline_passes_the_llm_options_to_explain_and_shows_simulatability
         out = config.checkpoint.parent
         for actor in ("neural", "eql", "symbolic"):
             write_atomically(out / "evaluation" / f"{actor}.json", json.dumps({"mean": 0, "std": 0, "episodes": 1}))
-        write_atomically(out / "policy.json", json.dumps({"terms": {"RIGHT": 2}, "fidelity": {"held_out_fidelity": 1.0}}))
+        write_atomically(
+            out / "policy.json", json.dumps({"terms": {"RIGHT": 2}, "fidelity": {"held_out_fidelity": 1.0}})
+        )
         write_atomically(out / "explanation.json", json.dumps({"faithfulness": {"claims": 0, "simulatability": score}}))
 
-    for module in (insight_cli.segment.stage, insight_cli.pretrain.stage, insight_cli.train.stage,
-                   insight_cli.extract_policy.stage, insight_cli.evaluate.stage):
+    for module in (
+        insight_cli.segment.stage,
+        insight_cli.pretrain.stage,
+        insight_cli.train.stage,
+        insight_cli.extract_policy.stage,
+        insight_cli.evaluate.stage,
+    ):
         monkeypatch.setattr(module, "run", lambda config: None)
     monkeypatch.setattr(insight_cli.explain.stage, "run", explain)
     monkeypatch.setattr(insight_cli.cli.console, "width", 200)  # made at import: COLUMNS below may come too late
-    result = runner.invoke(app, ["pipeline", "--game", "Catch", "--llm", "fake-model", "--base-url", "http://127.0.0.1:1/v1",
-                                 "--timeout", "7", "--retries", "1", "--max-tokens", "99", "--context-tokens", "2048",
-                                 "--device", "cpu"], env={"COLUMNS": "200"})
+    result = runner.invoke(
+        app,
+        [
+            "pipeline",
+            "--game",
+            "Catch",
+            "--llm",
+            "fake-model",
+            "--base-url",
+            "http://127.0.0.1:1/v1",
+            "--timeout",
+            "7",
+            "--retries",
+            "1",
+            "--max-tokens",
+            "99",
+            "--context-tokens",
+            "2048",
+            "--device",
+            "cpu",
+        ],
+        env={"COLUMNS": "200"},
+    )
     assert result.exit_code == 0, result.output
     config = seen["explain"]
     assert (config.llm, config.base_url, config.timeout, config.retries, config.max_tokens, config.context_tokens) == (
-        "fake-model", "http://127.0.0.1:1/v1", 7.0, 1, 99, 2048)
-    assert "simulatability" in result.output and "95% of 40 held-out states (chance 33%, always RIGHT 52%)" in result.output
+        "fake-model",
+        "http://127.0.0.1:1/v1",
+        7.0,
+        1,
+        99,
+        2048,
+    )
+    assert (
+        "simulatability" in result.output
+        and "95% of 40 held-out states (chance 33%, always RIGHT 52%)" in result.output
+    )
     assert "0 claims checked" in result.output
 
 
@@ -436,7 +622,12 @@ def test_a_real_local_model(catch_run, tmp_path):
     """benchmarks/explain_real_model.py against the server at INSIGHT_LLM_BASE_URL (see its docstring)."""
     script = Path(__file__).parents[2] / "benchmarks" / "explain_real_model.py"
     environment = {"OPENAI_API_KEY": "local", **os.environ}
-    done = subprocess.run([sys.executable, str(script), str(catch_run), "--out", str(tmp_path)], env=environment,
-                          capture_output=True, text=True, timeout=3600)
+    done = subprocess.run(
+        [sys.executable, str(script), str(catch_run), "--out", str(tmp_path)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "simulatability" in done.stdout and (tmp_path / "explanation.json").exists()

@@ -8,7 +8,9 @@ from insight_cli.explain.simulatability import score, simulate
 from insight_cli.extract_policy.symbolic import Interface, extract, variables_for
 
 OBJECTS, ACTIONS = ["ball", "paddle"], ["NOOP", "RIGHT", "LEFT"]
-POLICY = extract(toward_the_ball(OBJECTS, noise=0.0), Interface(variables_for(OBJECTS), ACTIONS), threshold=0.01, digits=3)
+POLICY = extract(
+    toward_the_ball(OBJECTS, noise=0.0), Interface(variables_for(OBJECTS), ACTIONS), threshold=0.01, digits=3
+)
 STATES = np.round(np.random.default_rng(0).random((30, 16)), 3)  # as the reader prompt shows them: 3 decimals
 
 

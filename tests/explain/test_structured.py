@@ -11,8 +11,10 @@ def claims(found):
 
 
 def test_a_good_block_reads_completely_and_leaves_the_prose():
-    text = ('x_ball_4 raises RIGHT.\n\n```json\n{"claims": [{"variable": "x_ball_4", "action": "RIGHT", "direction": '
-            '"raises", "state": 2}], "most_influential": "x_ball_4"}\n```')
+    text = (
+        'x_ball_4 raises RIGHT.\n\n```json\n{"claims": [{"variable": "x_ball_4", "action": "RIGHT", "direction": '
+        '"raises", "state": 2}], "most_influential": "x_ball_4"}\n```'
+    )
     found = parse(text, ACTIONS)
     assert found.status == "complete" and found.prose == "x_ball_4 raises RIGHT." and found.problems == []
     assert claims(found) == [("x_ball_4", "RIGHT", "raises", 2)] and found.most_influential == "x_ball_4"
@@ -25,18 +27,26 @@ def test_the_offline_analysts_rendering_reads_back():
 
 
 def test_a_block_cut_off_keeps_its_whole_claims():
-    text = ('Prose.\n```json\n{"claims": [{"variable": "x_ball_4", "action": "RIGHT", "direction": "raises"}, '
-            '{"variable": "x_pad')
+    text = (
+        'Prose.\n```json\n{"claims": [{"variable": "x_ball_4", "action": "RIGHT", "direction": "raises"}, '
+        '{"variable": "x_pad'
+    )
     found = parse(text, ACTIONS)
     assert found.status == "partial" and claims(found) == [("x_ball_4", "RIGHT", "raises", None)]
     assert "not valid JSON" in found.problems[0] and found.prose == "Prose."
 
 
 def test_unreadable_entries_are_reported_and_the_rest_kept():
-    text = json.dumps({"answer": "The ball leads.", "claims": [
-        {"variable": "x_ball_4", "action": "right", "direction": "increases"},
-        {"variable": "x_ball_4", "action": "JUMP", "direction": "raises"},
-        {"variable": "x_paddle_4", "action": "LEFT", "direction": "affects"}]})
+    text = json.dumps(
+        {
+            "answer": "The ball leads.",
+            "claims": [
+                {"variable": "x_ball_4", "action": "right", "direction": "increases"},
+                {"variable": "x_ball_4", "action": "JUMP", "direction": "raises"},
+                {"variable": "x_paddle_4", "action": "LEFT", "direction": "affects"},
+            ],
+        }
+    )
     found = parse(text, ACTIONS)  # the whole answer is the object: a server that enforced the schema
     assert found.prose == "The ball leads." and claims(found) == [("x_ball_4", "RIGHT", "raises", None)]
     assert found.status == "partial" and len(found.problems) == 2

@@ -15,8 +15,11 @@ from insight_cli.train.eql import EqlActor, EqlConfig
 
 # 19 objects, 152 inputs: two scores and ten walls stay put, two paddles move up and down, the
 # ball and four flying objects anywhere (a random actor heeds them all a little)
-OBJECTS = ["score_enemy", "score_player", "player", "enemy", "ball"] + [f"bird{i}" for i in range(4)] + [
-    f"wall{i}" for i in range(10)]
+OBJECTS = (
+    ["score_enemy", "score_player", "player", "enemy", "ball"]
+    + [f"bird{i}" for i in range(4)]
+    + [f"wall{i}" for i in range(10)]
+)
 ACTIONS = ["NOOP", "FIRE", "RIGHT", "LEFT", "RIGHTFIRE", "LEFTFIRE"]
 
 
@@ -51,8 +54,9 @@ def test_a_barely_trained_pong_sized_actor_gives_short_equations_in_seconds(monk
     monkeypatch.setattr(symbolic, "expand", counted)
     start = time.perf_counter()
     eql, interface, fit_states, judge = barely_trained()
-    left_out, points, chosen = candidates(ExtractConfig(checkpoint=Path("run.ckpt")), eql, interface, fit_states, None,
-                                          judge)
+    left_out, points, chosen = candidates(
+        ExtractConfig(checkpoint=Path("run.ckpt")), eql, interface, fit_states, None, judge
+    )
     took = time.perf_counter() - start
     assert took < 60, f"{took:.0f} s"  # generous for a loaded machine: about 1 s on one free core
     assert expanded and max(expanded) <= SEARCH_TERMS  # the default path never expands beyond the search's limit
@@ -64,9 +68,12 @@ def test_a_barely_trained_pong_sized_actor_gives_short_equations_in_seconds(monk
 
 def test_auto_refits_only_where_pruning_falls_below_the_minimum_fidelity():
     eql, interface, fit_states, judge = barely_trained()
-    pruned = candidates(ExtractConfig(checkpoint=Path("run.ckpt"), min_fidelity=0.0), eql, interface, fit_states, None,
-                        judge)[2]
+    pruned = candidates(
+        ExtractConfig(checkpoint=Path("run.ckpt"), min_fidelity=0.0), eql, interface, fit_states, None, judge
+    )[2]
     assert pruned.method == "pruned" and judge(pruned)["held_out_fidelity"] < 0.5  # the network pruned to 10 terms
-    _, points, refitted = candidates(ExtractConfig(checkpoint=Path("run.ckpt")), eql, interface, fit_states, None, judge)
+    _, points, refitted = candidates(
+        ExtractConfig(checkpoint=Path("run.ckpt")), eql, interface, fit_states, None, judge
+    )
     assert refitted.method == "refit" and judge(refitted)["held_out_fidelity"] >= 0.9
     assert {policy.method for policy, _ in points} == {"pruned", "refit"}

@@ -35,7 +35,7 @@ def import_file(path):
 INJECTIONS = [
     'a""" if __import__("pathlib").Path("pwned").touch() else """b',
     "a''' + __import__('pathlib').Path('pwned').touch() + '''b",
-    "new\nline\"\"\"\n__import__('pathlib').Path('pwned').touch()\n\"\"\"",
+    'new\nline"""\n__import__(\'pathlib\').Path(\'pwned\').touch()\n"""',
     r"back\N{x}slash\x\u\\",
     os.fsdecode(b"caf\xe9-not-utf8"),
 ]
@@ -94,13 +94,16 @@ def test_a_failed_write_leaves_the_earlier_set_of_files_whole(tmp_path, monkeypa
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(NAMES)  # no temporaries left
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda d: d["actions"][1]["terms"][0]["powers"].update(x_bat_4=1), "KeyError: 'x_bat_4'"),
-    (lambda d: d["actions"][1]["terms"][0].update(coefficient="nan"), "not finite"),
-    (lambda d: d["actions"][1]["terms"][0]["powers"].update(x_ball_4=0.5), "not a positive whole number"),
-    (lambda d: d.pop("variables"), "KeyError: 'variables'"),
-    (lambda d: d["variables"].reverse(), "do not follow from its objects"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda d: d["actions"][1]["terms"][0]["powers"].update(x_bat_4=1), "KeyError: 'x_bat_4'"),
+        (lambda d: d["actions"][1]["terms"][0].update(coefficient="nan"), "not finite"),
+        (lambda d: d["actions"][1]["terms"][0]["powers"].update(x_ball_4=0.5), "not a positive whole number"),
+        (lambda d: d.pop("variables"), "KeyError: 'variables'"),
+        (lambda d: d["variables"].reverse(), "do not follow from its objects"),
+    ],
+)
 def test_a_damaged_policy_json_is_a_one_line_error(tmp_path, damage, message):
     exported(tmp_path)
     document = json.loads((tmp_path / "policy.json").read_text())
@@ -108,4 +111,3 @@ def test_a_damaged_policy_json_is_a_one_line_error(tmp_path, damage, message):
     (tmp_path / "policy.json").write_text(json.dumps(document))
     with pytest.raises(InsightError, match=f"damaged policy file.*{message}"):
         read_policy(tmp_path / "policy.json")
-

@@ -70,8 +70,9 @@ def test_by_default_the_equations_fit_ten_terms_and_the_tradeoff_is_measured(cat
     assert {v.object for v in result.policy.used_variables} == {"ball", "paddle"}
     assert [(row["method"], row["budget"]) for row in result.tradeoff if row["chosen"]] == [(result.policy.method, 10)]
 
-    pruned = sorted((row for row in result.tradeoff if row["method"] == "pruned" and row["budget"]),
-                    key=lambda row: row["budget"])
+    pruned = sorted(
+        (row for row in result.tradeoff if row["method"] == "pruned" and row["budget"]), key=lambda row: row["budget"]
+    )
     assert {row["budget"] for row in pruned} >= {2, 5, 10, 20}
     assert all(row["terms"] <= row["budget"] for row in pruned)
     assert [row["terms"] for row in pruned] == sorted(row["terms"] for row in pruned)  # more budget, never fewer terms
@@ -87,14 +88,17 @@ def test_by_default_the_equations_fit_ten_terms_and_the_tradeoff_is_measured(cat
 
 
 def test_a_refit_round_trips_through_policy_py_and_the_symbolic_actor(catch_run, tmp_path, monkeypatch):
-    seeds = []  # who played from which seed: the refit's rounds must not see the states fidelity is measured on
-    real = Player.play
-    monkeypatch.setattr(Player, "play", lambda self, policy, seed: seeds.append((policy, seed)) or real(self, policy, seed))
-    result = run(ExtractConfig(checkpoint=catch_run, fit="refit", refit_rounds=2, max_steps=100, out=tmp_path,
-                               device="cpu"))
-    fitted_on = [seed for policy, seed in seeds if seed != 0]
+    seeds = []  # the seed of every rollout: the refit's rounds must not see the states fidelity is measured on
+    real = Player.play_all
+    monkeypatch.setattr(
+        Player, "play_all", lambda self, policies, seed: seeds.append(seed) or real(self, policies, seed)
+    )
+    result = run(
+        ExtractConfig(checkpoint=catch_run, fit="refit", refit_rounds=2, max_steps=100, out=tmp_path, device="cpu")
+    )
+    fitted_on = [seed for seed in seeds if seed != 0]
     assert len(fitted_on) == 2 and all(seed >= 2 for seed in fitted_on)  # 2 rounds, apart from seeds 0 and 1
-    assert {seed for _, seed in seeds} - set(fitted_on) == {0}  # every measurement from the EQL actor's start
+    assert set(seeds) - set(fitted_on) == {0}  # every measurement from the EQL actor's start
     assert result.fidelity["rollout_states"] <= 2 * 100  # two episodes cut at --max-steps
     policy = result.policy
     assert policy.method == "refit" and max(policy.term_counts) <= MAX_TERMS
@@ -120,6 +124,24 @@ def test_a_refit_round_trips_through_policy_py_and_the_symbolic_actor(catch_run,
     assert symbolic["episodes"] == 2 and symbolic["mean"] == pytest.approx(eql["mean"], abs=2.0)
 
 
+def test_policies_played_together_play_exactly_as_they_do_alone(catch_run, tmp_path):
+    import torch
+
+    from insight_cli.games import get_game
+    from insight_cli.train.agent import load_agent
+
+    policy = run(ExtractConfig(checkpoint=catch_run, episodes=0, out=tmp_path, device="cpu")).policy
+    agent, _ = load_agent(catch_run, torch.device("cpu"))
+    with Player(agent, get_game("Catch"), 3, 60, torch.device("cpu")) as player:
+        together = player.play_all([None, policy, policy], seed=5)
+        alone = [player.play(None, 5), player.play(policy, 5)]
+    for mine, reference in zip(together, [alone[0], alone[1], alone[1]]):
+        for field in ("returns", "actions", "labels"):
+            np.testing.assert_array_equal(getattr(mine, field), getattr(reference, field))
+        np.testing.assert_allclose(mine.inputs, reference.inputs, atol=1e-4)  # batch size moves the last digits
+    assert len(together[0].returns) == 3 and len(together[0].inputs) > 60  # 3 episodes each
+
+
 def test_pruning_alone_that_cannot_fit_the_budget_is_an_error(catch_run, tmp_path):
     with pytest.raises(InsightError, match="at most 1 terms"):  # RIGHT needs the ball and the paddle
         run(ExtractConfig(checkpoint=catch_run, max_terms=1, fit="prune", episodes=0, out=tmp_path, device="cpu"))
@@ -132,27 +154,33 @@ def test_threshold_that_prunes_everything(catch_run, tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("settings,message", [
-    (dict(digits=0), "--digits"),
-    (dict(fit="refit", max_terms=None), "--fit refit needs a term budget"),
-    (dict(fit="distil"), "--fit must be one of"),
-    (dict(min_fidelity=1.5), "--min-fidelity"),
-    (dict(max_steps=0), "--max-steps"),
-])
+@pytest.mark.parametrize(
+    "settings,message",
+    [
+        (dict(digits=0), "--digits"),
+        (dict(fit="refit", max_terms=None), "--fit refit needs a term budget"),
+        (dict(fit="distil"), "--fit must be one of"),
+        (dict(min_fidelity=1.5), "--min-fidelity"),
+        (dict(max_steps=0), "--max-steps"),
+    ],
+)
 def test_bad_settings_are_usage_errors(catch_run, tmp_path, settings, message):
     with pytest.raises(UsageError, match=message):
         run(ExtractConfig(checkpoint=catch_run, out=tmp_path, device="cpu", **settings))
 
 
 def test_cli(catch_run, tmp_path):
-    result = runner.invoke(app, ["extract-policy", str(catch_run), "--episodes", "1", "--out", str(tmp_path),
-                                 "--device", "cpu"])
+    result = runner.invoke(
+        app, ["extract-policy", str(catch_run), "--episodes", "1", "--out", str(tmp_path), "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     assert "RIGHT" in result.output and "fidelity" in result.output and "policy.py" in result.output
     assert "length against fidelity" in result.output and "policy_tradeoff.png" in result.output
     assert "variables used: " in result.output and "left out: y_paddle_1..4 (never moves)" in result.output
-    result = runner.invoke(app, ["extract-policy", str(catch_run), "--max-terms", "none", "--threshold", "1e6",
-                                 "--out", str(tmp_path / "x")])
+    result = runner.invoke(
+        app,
+        ["extract-policy", str(catch_run), "--max-terms", "none", "--threshold", "1e6", "--out", str(tmp_path / "x")],
+    )
     assert result.exit_code == 1 and "prunes every variable" in result.output
     assert len(result.output.strip().splitlines()) <= 2
     result = runner.invoke(app, ["extract-policy", str(catch_run), "--max-terms", "0"])
@@ -161,7 +189,10 @@ def test_cli(catch_run, tmp_path):
 
 def test_the_whole_network_on_request_agrees_with_the_eql_actor(catch_run, tmp_path):
     """Unpruned and unrounded, the expansion is the actor itself."""
-    exact = run(ExtractConfig(checkpoint=catch_run, max_terms=None, threshold=0.0, digits=15, episodes=0, out=tmp_path,
-                              device="cpu"))
+    exact = run(
+        ExtractConfig(
+            checkpoint=catch_run, max_terms=None, threshold=0.0, digits=15, episodes=0, out=tmp_path, device="cpu"
+        )
+    )
     assert exact.fidelity["held_out_fidelity"] == 1.0 and exact.returns == {} and exact.left_out == {}
     assert [(row["budget"], row["chosen"]) for row in exact.tradeoff if row["chosen"]] == [(None, True)]

@@ -3,7 +3,7 @@ import pytest
 import torch
 from support import toward_the_ball
 
-from insight_cli.extract_policy.relevance import fold, focus, hold, motionless
+from insight_cli.extract_policy.relevance import focus, fold, hold, motionless
 from insight_cli.extract_policy.stage import eql_decisions
 from insight_cli.extract_policy.symbolic import Interface, PruningSearch, variables_for
 
@@ -32,7 +32,8 @@ def decide(eql):
 def test_what_never_moves_is_found_even_where_it_is_sometimes_absent():
     still = motionless(states(500), VARIABLES)
     assert {NAMES[index] for index in still} == {f"{axis}_score_{frame}" for axis in "xy" for frame in range(1, 5)} | {
-        f"y_paddle_{frame}" for frame in range(1, 5)}
+        f"y_paddle_{frame}" for frame in range(1, 5)
+    }
     assert still[NAMES.index("y_paddle_2")] == pytest.approx(0.95)  # its value where it is on screen, not 0
     assert still[NAMES.index("x_score_4")] == pytest.approx(0.2)
 
@@ -63,8 +64,9 @@ def test_a_folded_actor_is_the_actor_with_those_variables_held():
     inputs = hold(states(64), held)
     folded = fold(eql, held)
     with torch.no_grad():
-        np.testing.assert_allclose(folded(torch.tensor(inputs, dtype=torch.float32)),
-                                   eql(torch.tensor(inputs, dtype=torch.float32)), atol=1e-4)
+        np.testing.assert_allclose(
+            folded(torch.tensor(inputs, dtype=torch.float32)), eql(torch.tensor(inputs, dtype=torch.float32)), atol=1e-4
+        )
         assert not folded.layers[0].linear.weight[:, list(held)].any()  # no term can mention them
         assert eql.layers[0].linear.weight[:, list(held)].all()  # the actor itself is untouched
     pruned = PruningSearch(folded, Interface(VARIABLES, ["NOOP", "RIGHT", "LEFT"]), digits=3, floor=0.01).fitting(10)

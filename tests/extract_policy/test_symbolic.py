@@ -21,7 +21,9 @@ def actor(seed=0, **kwargs) -> EqlActor:
 def test_variables_are_named_in_the_order_of_the_flattened_coordinates():
     variables = variables_for(["ball", "Paddle 2", "ball", "3d"])
     assert [v.name for v in variables[:8]] == [f"{axis}_ball_{frame}" for frame in range(1, 5) for axis in "xy"]
-    assert variables[8].name == "x_paddle_2_1" and variables[16].name == "x_ball2_1" and variables[24].name == "x_obj3d_1"
+    assert (
+        variables[8].name == "x_paddle_2_1" and variables[16].name == "x_ball2_1" and variables[24].name == "x_obj3d_1"
+    )
     assert variables[7].meaning == "vertical position of the ball in the current frame"
 
 
@@ -34,18 +36,24 @@ def test_unpruned_expansion_equals_the_network(n_layers):
                 parameter.mul_(torch.rand_like(parameter) < 0.25)
     policy = extract(eql, INTERFACE, threshold=0.0, digits=15)
     coordinates = torch.rand(32, 2, 4, 2)
-    np.testing.assert_allclose(policy.logits(coordinates.numpy()), eql(coordinates).detach().double().numpy(), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(
+        policy.logits(coordinates.numpy()), eql(coordinates).detach().double().numpy(), rtol=1e-6, atol=1e-5
+    )
     # The sympy expressions are the same polynomials.
     symbols = policy.symbols
     point = dict(zip(symbols, coordinates[0].flatten().tolist()))
     for action, expression in enumerate(policy.expressions):
-        assert float(expression.subs(point)) == pytest.approx(policy.logits(coordinates[:1].numpy())[0, action], rel=1e-6, abs=1e-5)
+        assert float(expression.subs(point)) == pytest.approx(
+            policy.logits(coordinates[:1].numpy())[0, action], rel=1e-6, abs=1e-5
+        )
 
 
 def test_pruning_recovers_move_toward_the_ball_from_noise():
     policy = extract(toward_the_ball(OBJECTS, noise=0.009), INTERFACE, threshold=0.01, digits=3)
     assert [str(expression) for expression in policy.expressions] == [
-        "0", "10.0*x_ball_4 - 10.0*x_paddle_4", "-10.0*x_ball_4 + 10.0*x_paddle_4"
+        "0",
+        "10.0*x_ball_4 - 10.0*x_paddle_4",
+        "-10.0*x_ball_4 + 10.0*x_paddle_4",
     ]
     assert policy.term_counts == [0, 2, 2]
     assert [v.name for v in policy.used_variables] == ["x_ball_4", "x_paddle_4"]
@@ -127,15 +135,21 @@ def test_a_barely_trained_driving_actor_still_gives_short_equations():
     torch.manual_seed(0)
     eql = EqlActor(EqlConfig(13 * 8 + 19, 2, inverse_temperature=1.0))
     variables = variables_for([f"o{i}" for i in range(13)], {f"ego_{i}": "" for i in range(19)})
-    policy = PruningSearch(eql, Interface(variables, ["steering", "throttle"], continuous=True), digits=3,
-                           floor=0.01).fitting(8)
+    policy = PruningSearch(
+        eql, Interface(variables, ["steering", "throttle"], continuous=True), digits=3, floor=0.01
+    ).fitting(8)
     assert max(policy.term_counts) <= 8 and policy.used_variables
 
 
 def test_hopeless_expansions_are_refused_before_they_start():
     eql = actor()
     with pytest.raises(InsightError, match="too many to expand"):
-        extract(EqlActor(EqlConfig(19 * 8, 6)), Interface(variables_for([f"o{i}" for i in range(19)]), list("abcdef")), threshold=0.0, digits=3)
+        extract(
+            EqlActor(EqlConfig(19 * 8, 6)),
+            Interface(variables_for([f"o{i}" for i in range(19)]), list("abcdef")),
+            threshold=0.0,
+            digits=3,
+        )
     assert term_bound(eql, 16, 0.0) == 970  # every monomial of degree <= 3 in 16 variables, and a constant
 
 
@@ -191,27 +205,37 @@ def driving_policy(threshold=0.0):
     """An EQL actor over 2 objects and 2 ego state values with 2 continuous actions."""
     torch.manual_seed(0)
     eql = EqlActor(EqlConfig(len(OBJECTS) * 8 + 2, 2, n_funcs=1, inverse_temperature=1.0))
-    interface = Interface(variables_for(OBJECTS, {"ego_speed": "speed", "ego_heading": "heading"}), ["steering", "throttle"],
-                          continuous=True)
+    interface = Interface(
+        variables_for(OBJECTS, {"ego_speed": "speed", "ego_heading": "heading"}),
+        ["steering", "throttle"],
+        continuous=True,
+    )
     return eql, extract(eql, interface, threshold=threshold, digits=15)
 
 
 def test_continuous_policies_act_with_tanh_and_their_sensitivities_match_autograd():
     eql, policy = driving_policy()
-    assert [v.name for v in policy.variables[-2:]] == ["ego_speed", "ego_heading"] and policy.variables[-1].meaning == "heading"
+    assert [v.name for v in policy.variables[-2:]] == ["ego_speed", "ego_heading"] and policy.variables[
+        -1
+    ].meaning == "heading"
     coordinates, state = torch.rand(8, 2, 4, 2, dtype=torch.float64), torch.rand(8, 2, dtype=torch.float64)
     inputs = torch.cat([coordinates.flatten(1), state], dim=1).requires_grad_(True)
     actions = torch.tanh(eql.double()(inputs))
-    np.testing.assert_allclose(policy.act(coordinates.numpy(), state.numpy()), actions.detach().numpy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        policy.act(coordinates.numpy(), state.numpy()), actions.detach().numpy(), rtol=1e-6, atol=1e-6
+    )
     for a in range(2):
         (expected,) = torch.autograd.grad(actions[:, a].sum(), inputs, retain_graph=True)
-        np.testing.assert_allclose(policy.sensitivities(inputs.detach().numpy())[:, a], expected.numpy(), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            policy.sensitivities(inputs.detach().numpy())[:, a], expected.numpy(), rtol=1e-6, atol=1e-6
+        )
 
 
 def test_continuous_exports_round_trip_with_the_ego_state(tmp_path):
     _, policy = driving_policy(threshold=0.05)
-    document = policy_document(policy, "MetaDrive", {"steering": "steer"}, OBJECTS, {"run": "run.ckpt", "fidelity": {},
-                                                                                      "returns": {}})
+    document = policy_document(
+        policy, "MetaDrive", {"steering": "steer"}, OBJECTS, {"run": "run.ckpt", "fidelity": {}, "returns": {}}
+    )
     write_exports(tmp_path, policy, document)
     loaded, saved = read_policy(tmp_path / "policy.json")
     assert loaded.continuous and loaded.terms == policy.terms and saved["state"] == ["ego_speed", "ego_heading"]
@@ -219,6 +243,13 @@ def test_continuous_exports_round_trip_with_the_ego_state(tmp_path):
     namespace: dict = {}
     exec((tmp_path / "policy.py").read_text(), namespace)
     coordinates, state = np.random.default_rng(0).random((5, 2, 4, 2)), np.random.default_rng(1).random((5, 2))
-    np.testing.assert_allclose(namespace["act"](coordinates, state), policy.act(coordinates, state), rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(namespace["act"](coordinates[0], state[0]), policy.act(coordinates[:1], state[:1])[0], rtol=1e-9)
-    assert r"\mathrm{mean}_" in (tmp_path / "policy.tex").read_text() and "tanh(mean)" in (tmp_path / "policy.md").read_text()
+    np.testing.assert_allclose(
+        namespace["act"](coordinates, state), policy.act(coordinates, state), rtol=1e-9, atol=1e-9
+    )
+    np.testing.assert_allclose(
+        namespace["act"](coordinates[0], state[0]), policy.act(coordinates[:1], state[:1])[0], rtol=1e-9
+    )
+    assert (
+        r"\mathrm{mean}_" in (tmp_path / "policy.tex").read_text()
+        and "tanh(mean)" in (tmp_path / "policy.md").read_text()
+    )

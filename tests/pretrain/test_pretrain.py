@@ -15,10 +15,10 @@ from insight_cli.checkpoint import load_checkpoint
 from insight_cli.cli import app
 from insight_cli.dataset import load_dataset
 from insight_cli.errors import InsightError, UsageError
+from insight_cli.perception.data import choose_slots, decode, shift_batch
 from insight_cli.perception.losses import PerceptionTargets
 from insight_cli.perception.model import PerceptionConfig, PerceptionNet
 from insight_cli.pretrain import preview
-from insight_cli.pretrain.data import choose_slots, decode, shift_batch
 from insight_cli.pretrain.metrics import average_precision, f1_score
 from insight_cli.pretrain.stage import PretrainConfig, _stop_if_diverged, run
 from insight_cli.segment.stage import SegmentConfig
@@ -61,11 +61,33 @@ def test_shift_moves_labels_with_pixels():
 
 def test_shift_respects_margins():
     stacks = torch.zeros(16, 4, 84, 84, dtype=torch.uint8)
-    targets = PerceptionTargets(torch.ones(16, 1, 4, dtype=torch.bool), torch.full((16, 1, 4, 2), 0.5), torch.zeros(16, 1, 2))
+    targets = PerceptionTargets(
+        torch.ones(16, 1, 4, dtype=torch.bool), torch.full((16, 1, 4, 2), 0.5), torch.zeros(16, 1, 2)
+    )
     margins = torch.tensor([[0, 3, 2, 0]]).expand(16, 4)  # may move right up to 3 and up up to 2
     _, moved = shift_batch(stacks, targets, margins, 8, torch.Generator().manual_seed(1))
     dx, dy = ((moved.coordinates - 0.5) * 84)[:, 0, 0].T
     assert dx.min() >= 0 and dx.max() <= 3 and dy.min() >= -2 and dy.max() <= 0
+
+
+def test_shift_with_a_background_moves_the_objects_and_keeps_the_static_picture():
+    """A wall band (in the background) stays put; the blob (not in it) moves with its label."""
+    background = torch.full((84, 84), 77 / 255)  # a median frame / 255, as Encoder.set_background keeps it
+    background[:6] = 230 / 255  # the top wall
+    stacks = (background * 255).round().to(torch.uint8).expand(8, 4, 84, 84).clone()
+    stacks[:, :, 40:42, 40:42] = 20  # a dark blob on the field
+    targets = PerceptionTargets(
+        torch.ones(8, 1, 4, dtype=torch.bool), torch.full((8, 1, 4, 2), 41 / 84), torch.zeros(8, 1, 2)
+    )
+    margins = torch.full((8, 4), 8)
+    shifted, moved = shift_batch(stacks, targets, margins, 8, torch.Generator().manual_seed(2), background)
+    assert torch.equal(shifted[:, :, :6], stacks[:, :, :6])  # the wall did not move
+    assert (moved.coordinates != targets.coordinates).any()
+    for index in range(8):
+        rows, cols = torch.nonzero(shifted[index, 0] == 20, as_tuple=True)
+        assert len(rows) == 4 and (shifted[index, 0] != 20).sum() == 84 * 84 - 4  # moved whole, left no trace
+        centre = torch.stack([(cols.float().mean() + 0.5) / 84, (rows.float().mean() + 0.5) / 84])
+        assert torch.allclose(centre, moved.coordinates[index, 0, 0], atol=1e-5)
 
 
 def test_average_precision_and_f1():
@@ -112,7 +134,18 @@ def test_bad_inputs(catch_dataset, tmp_path):
 
 def test_cli_pretrain(catch_dataset, tmp_path):
     result = runner.invoke(
-        app, ["pretrain", "--game", "Catch", "--dataset", str(catch_dataset), "--epochs", "1", "--out", str(tmp_path / "p.ckpt")]
+        app,
+        [
+            "pretrain",
+            "--game",
+            "Catch",
+            "--dataset",
+            str(catch_dataset),
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "p.ckpt"),
+        ],
     )
     assert result.exit_code == 0, result.output
     assert "existence AP" in result.output
@@ -170,8 +203,25 @@ def test_a_diverged_epoch_stops_pretraining_before_it_is_saved():
 
 def test_an_out_directory_is_refused_before_training(catch_dataset, tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "insight_cli", "pretrain", "--game", "Catch", "--dataset", str(catch_dataset),
-         "--out", str(tmp_path), "--epochs", "1", "--device", "cpu"], capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "insight_cli",
+            "pretrain",
+            "--game",
+            "Catch",
+            "--dataset",
+            str(catch_dataset),
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 1 and "epoch" not in result.stdout
     assert result.stderr == f"error: cannot write {tmp_path}: it is a directory (give the name of the file to write)\n"
@@ -181,8 +231,21 @@ def test_train_refuses_a_perception_checkpoint_with_non_finite_weights(catch_dat
     monkeypatch.chdir(tmp_path)
     poisoned = torch.full((8,), float("nan"))
     path = perception_checkpoint(tmp_path / "p.ckpt", weights={"encoder.project.2.weight": poisoned})
-    result = runner.invoke(app, ["train", "--game", "Catch", "--load-cnn", "--perception", str(path),
-                                 "--dataset", str(catch_dataset), "--device", "cpu"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--game",
+            "Catch",
+            "--load-cnn",
+            "--perception",
+            str(path),
+            "--dataset",
+            str(catch_dataset),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 1 and "non-finite weights (encoder.project.2.weight)" in result.output
     assert list(tmp_path.iterdir()) == [path]
 
@@ -197,7 +260,9 @@ def test_an_interrupted_preview_leaves_no_partial_picture(catch_dataset, tmp_pat
     slots = choose_slots(dataset, "auto")
     model = PerceptionNet(PerceptionConfig(n_objects=len(slots), hidden=8))
     with pytest.raises(KeyboardInterrupt):
-        preview.write_preview(tmp_path / "p.preview.png", model, decode(dataset, slots, torch.device("cpu")), dataset, slots)
+        preview.write_preview(
+            tmp_path / "p.preview.png", model, decode(dataset, slots, torch.device("cpu")), dataset, slots
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -226,7 +291,9 @@ def test_min_seen_keeps_only_objects_seen_often_enough():
     from types import SimpleNamespace
 
     seen = {"score": 100, "ball": 60, "digit7": 5}
-    objects = [{"track_id": index, "name": name, "frames_seen": count} for index, (name, count) in enumerate(seen.items())]
+    objects = [
+        {"track_id": index, "name": name, "frames_seen": count} for index, (name, count) in enumerate(seen.items())
+    ]
     dataset = SimpleNamespace(meta={"objects": objects, "counts": {"frames": 100}}, path=Path("d"))
     assert [entry["name"] for entry in choose_slots(dataset, "auto")] == ["score", "ball", "digit7"]
     assert [entry["name"] for entry in choose_slots(dataset, "auto", min_seen=0.1)] == ["score", "ball"]

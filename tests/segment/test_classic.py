@@ -36,7 +36,9 @@ def fitted():
 
 
 def boxes_of(detections):
-    return sorted((tuple(map(int, box)), tuple(map(int, color))) for box, color in zip(detections.boxes, detections.colors))
+    return sorted(
+        (tuple(map(int, box)), tuple(map(int, color))) for box, color in zip(detections.boxes, detections.colors)
+    )
 
 
 def test_background_model_is_the_per_pixel_mode():

@@ -200,14 +200,17 @@ def test_png_frames_of_different_sizes_are_refused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
 
 
-@pytest.mark.parametrize("content,message", [
-    ('ball = "ﬁsh"', "'ﬁsh' is not a valid name"),
-    ('ball = "puck"\npaddle = "puck"', "more than one object the name 'puck'"),
-    ('ball = "paddle"', "is the name of another object"),
-    ('bal = "puck"', "Catch has no object named 'bal'"),
-    ('obj = "puck"', "Catch has no object named 'obj'"),
-    ('bullet = "x"\n[names]\nball = "puck"', "both under [names] and outside it"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('ball = "ﬁsh"', "'ﬁsh' is not a valid name"),
+        ('ball = "puck"\npaddle = "puck"', "more than one object the name 'puck'"),
+        ('ball = "paddle"', "is the name of another object"),
+        ('bal = "puck"', "Catch has no object named 'bal'"),
+        ('obj = "puck"', "Catch has no object named 'obj'"),
+        ('bullet = "x"\n[names]\nball = "puck"', "both under [names] and outside it"),
+    ],
+)
 def test_bad_names_files_are_refused_before_any_work(tmp_path, content, message):
     names = tmp_path / "names.toml"
     names.write_text(content)

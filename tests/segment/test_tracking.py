@@ -21,7 +21,11 @@ def detections(*objects):
     """objects: (x, y, colour) with 4x4 boxes at x, y."""
     boxes = [(x, y, x + 4, y + 4) for x, y, _ in objects]
     colors = [color for _, _, color in objects]
-    return Detections(np.array(boxes, np.int32).reshape(-1, 4), np.full(len(objects), 16, np.int32), np.array(colors, np.uint8).reshape(-1, 3))
+    return Detections(
+        np.array(boxes, np.int32).reshape(-1, 4),
+        np.full(len(objects), 16, np.int32),
+        np.array(colors, np.uint8).reshape(-1, 3),
+    )
 
 
 def test_ids_persist_through_motion():
@@ -29,7 +33,9 @@ def test_ids_persist_through_motion():
     first, names = tracker.update(detections((10, 10, GREEN), (60, 10, GREEN), (40, 50, RED)), SHAPE)
     assert names == ["alien1", "alien2", "ball"]
     for step in range(1, 7):
-        ids, _ = tracker.update(detections((10 + 3 * step, 10, GREEN), (60 - 3 * step, 10, GREEN), (40, 50 - 4 * step, RED)), SHAPE)
+        ids, _ = tracker.update(
+            detections((10 + 3 * step, 10, GREEN), (60 - 3 * step, 10, GREEN), (40, 50 - 4 * step, RED)), SHAPE
+        )
         np.testing.assert_array_equal(ids, first)
 
 

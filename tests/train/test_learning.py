@@ -22,13 +22,36 @@ NEAR_OPTIMUM = 10.0  # of +20; random play scores about -14
 @pytest.mark.slow
 def test_neural_and_eql_actors_learn_catch(tmp_path):
     segment(SegmentConfig(game="Catch", frames=400, seed=1, out=tmp_path / "dataset"))
-    pretrain(PretrainConfig(game="Catch", dataset=tmp_path / "dataset", out=tmp_path / "perception.ckpt",
-                            epochs=30, hidden=256, batch_size=16, device="cpu"))
-    result = train(TrainConfig(
-        game="Catch", load_cnn=True, freeze_cnn=True, perception=tmp_path / "perception.ckpt",
-        dataset=tmp_path / "dataset", runs_dir=tmp_path / "runs", run_name="learn", num_steps=32, lr=1e-3, reg_weight=1e-4, total_steps=60_000,
-        eval_episodes=0, eval_every=0.5, device="cpu", seed=1,
-    ))
+    pretrain(
+        PretrainConfig(
+            game="Catch",
+            dataset=tmp_path / "dataset",
+            out=tmp_path / "perception.ckpt",
+            epochs=30,
+            hidden=256,
+            batch_size=16,
+            device="cpu",
+        )
+    )
+    result = train(
+        TrainConfig(
+            game="Catch",
+            load_cnn=True,
+            freeze_cnn=True,
+            perception=tmp_path / "perception.ckpt",
+            dataset=tmp_path / "dataset",
+            runs_dir=tmp_path / "runs",
+            run_name="learn",
+            num_steps=32,
+            lr=1e-3,
+            reg_weight=1e-4,
+            total_steps=60_000,
+            eval_episodes=0,
+            eval_every=0.5,
+            device="cpu",
+            seed=1,
+        )
+    )
     rows = pq.read_table(tmp_path / "runs" / "learn" / "metrics.parquet").to_pylist()
     returns = [row["train/episode_return"] for row in rows if row.get("train/episode_return") is not None]
     assert returns[0] < -5  # it starts from random play

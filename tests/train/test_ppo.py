@@ -51,21 +51,40 @@ def test_an_update_on_the_rollouts_kept_perception_equals_one_that_recomputes_it
     obs = torch.randint(0, 255, (steps, envs, 4, 84, 84), dtype=torch.uint8)
     with torch.no_grad():
         outputs = [agent(obs[t]) for t in range(steps)]
-    rollout = Rollout(obs, torch.zeros(steps, envs, 0), torch.randint(0, 3, (steps, envs)),
-                      torch.stack([torch.log_softmax(o.neural_logits, -1)[:, 0] for o in outputs]),
-                      torch.randn(steps, envs), torch.zeros(steps, envs), torch.stack([o.value for o in outputs]))
+    rollout = Rollout(
+        obs,
+        torch.zeros(steps, envs, 0),
+        torch.randint(0, 3, (steps, envs)),
+        torch.stack([torch.log_softmax(o.neural_logits, -1)[:, 0] for o in outputs]),
+        torch.randn(steps, envs),
+        torch.zeros(steps, envs),
+        torch.stack([o.value for o in outputs]),
+    )
     kept = PerceptionOutput(*(torch.cat(parts) for parts in zip(*(o.perception for o in outputs))))
     advantages, returns = torch.randn(steps, envs), torch.randn(steps, envs)
 
     def update(perceived):
         twin = copy.deepcopy(agent)
         optimizer = torch.optim.Adam(twin.head_parameters(), lr=1e-2)
-        ppo_update(twin, optimizer, rollout, advantages, returns, PpoSettings(num_minibatches=2), 1e-3, None,
-                   lambda: None, torch.Generator().manual_seed(3), perceived)
+        ppo_update(
+            twin,
+            optimizer,
+            rollout,
+            advantages,
+            returns,
+            PpoSettings(num_minibatches=2),
+            1e-3,
+            None,
+            lambda: None,
+            torch.Generator().manual_seed(3),
+            perceived,
+        )
         return twin
 
     recomputed, reused = update(None), update(kept)
-    moved = [name for name, p in agent.named_parameters() if not torch.equal(p, dict(recomputed.named_parameters())[name])]
+    moved = [
+        name for name, p in agent.named_parameters() if not torch.equal(p, dict(recomputed.named_parameters())[name])
+    ]
     assert moved and not any(name.startswith("perception.") for name in moved)
     for (name, a), b in zip(recomputed.named_parameters(), reused.parameters()):
         assert torch.allclose(a, b, atol=1e-5), name
@@ -85,15 +104,84 @@ def test_the_kl_penalty_reaches_the_update():
     raw = torch.randn(steps, envs, 2)
     with torch.no_grad():
         logprobs = torch.stack([agent.policy(agent(obs[t]), "neural").log_prob(raw[t]) for t in range(steps)])
-    rollout = Rollout(obs, torch.zeros(steps, envs, 0), raw, logprobs, torch.randn(steps, envs), torch.zeros(steps, envs),
-                      torch.zeros(steps, envs))
+    rollout = Rollout(
+        obs,
+        torch.zeros(steps, envs, 0),
+        raw,
+        logprobs,
+        torch.randn(steps, envs),
+        torch.zeros(steps, envs),
+        torch.zeros(steps, envs),
+    )
 
     def actor_after(kl_coef):
         twin = copy.deepcopy(agent)
         optimizer = torch.optim.SGD(twin.head_parameters(), lr=0.5)
-        ppo_update(twin, optimizer, rollout, torch.randn(steps, envs), torch.randn(steps, envs),
-                   PpoSettings(num_minibatches=1, update_epochs=3, kl_coef=kl_coef), 0.0, None, lambda: None,
-                   torch.Generator().manual_seed(3))
+        ppo_update(
+            twin,
+            optimizer,
+            rollout,
+            torch.randn(steps, envs),
+            torch.randn(steps, envs),
+            PpoSettings(num_minibatches=1, update_epochs=3, kl_coef=kl_coef),
+            0.0,
+            None,
+            lambda: None,
+            torch.Generator().manual_seed(3),
+        )
         return twin.actor[2].weight
 
     assert not torch.allclose(actor_after(0.0), actor_after(5.0))
+
+
+def test_the_eql_actors_imitation_does_not_change_the_neural_actors_update():
+    """With neural guidance PPO trains the neural actor and critic; the EQL actor's imitation
+    loss must not move them (not even through a shared gradient-norm clip)."""
+    import copy
+
+    from insight_cli.perception.model import PerceptionConfig
+    from insight_cli.train.agent import Agent, AgentConfig
+    from insight_cli.train.ppo import PpoSettings, Rollout, ppo_update
+
+    torch.manual_seed(0)
+    agent = Agent(AgentConfig(PerceptionConfig(n_objects=2, hidden=32), n_actions=3, n_layers=2))
+    agent.perception.requires_grad_(False)
+    steps, envs = 4, 2
+    obs = torch.randint(0, 255, (steps, envs, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        outputs = [agent(obs[t]) for t in range(steps)]
+    rollout = Rollout(
+        obs,
+        torch.zeros(steps, envs, 0),
+        torch.randint(0, 3, (steps, envs)),
+        torch.stack([torch.log_softmax(o.neural_logits, -1)[:, 0] for o in outputs]),
+        torch.randn(steps, envs),
+        torch.zeros(steps, envs),
+        torch.stack([o.value for o in outputs]),
+    )
+    advantages, returns = torch.randn(steps, envs), 100 * torch.randn(steps, envs)
+
+    def update(distill_weight):
+        twin = copy.deepcopy(agent)
+        optimizer = torch.optim.SGD(twin.head_parameters(), lr=1e-2)  # SGD: any change of scale shows
+        settings = PpoSettings(num_minibatches=2, distill_weight=distill_weight)
+        ppo_update(
+            twin,
+            optimizer,
+            rollout,
+            advantages,
+            returns,
+            settings,
+            0.0,
+            None,
+            lambda: None,
+            torch.Generator().manual_seed(3),
+        )
+        return dict(twin.named_parameters())
+
+    guided, alone = update(100.0), update(0.0)
+    for name, parameter in guided.items():
+        if name.startswith("eql."):
+            assert not torch.equal(parameter, alone[name]), name  # the EQL actor did learn
+        else:
+            assert torch.allclose(parameter, alone[name], atol=1e-6), name

@@ -33,9 +33,19 @@ def catch(tmp_path_factory):
 
 def tiny(catch, tmp_path, **overrides):
     settings = dict(
-        game="Catch", load_cnn=True, perception=catch / "perception.ckpt", dataset=catch / "dataset",
-        runs_dir=tmp_path / "runs", run_name="tiny", total_steps=3 * 4 * 16, num_envs=4, num_steps=16,
-        eval_episodes=1, eval_every=0.5, device="cpu", seed=1,
+        game="Catch",
+        load_cnn=True,
+        perception=catch / "perception.ckpt",
+        dataset=catch / "dataset",
+        runs_dir=tmp_path / "runs",
+        run_name="tiny",
+        total_steps=3 * 4 * 16,
+        num_envs=4,
+        num_steps=16,
+        eval_episodes=1,
+        eval_every=0.5,
+        device="cpu",
+        seed=1,
     )
     return TrainConfig(**{**settings, **overrides})
 
@@ -67,7 +77,9 @@ def test_interrupted_run_resumes_to_the_same_weights(catch, tmp_path, monkeypatc
     interrupted = load_checkpoint(tmp_path / "b" / "runs" / "tiny" / "run.ckpt", kind="run")
     assert interrupted.meta["update"] == 1
     assert set(interrupted.state) == {"agent"}  # the optimizer etc. live in run.resume.1.ckpt
-    assert load_checkpoint(tmp_path / "b" / "runs" / "tiny" / "run.resume.1.ckpt", kind="run-resume").state["update"] == 1
+    assert (
+        load_checkpoint(tmp_path / "b" / "runs" / "tiny" / "run.resume.1.ckpt", kind="run-resume").state["update"] == 1
+    )
     monkeypatch.setattr(stage, "ppo_update", real_update)
     resumed = run(tiny(catch, tmp_path / "b", resume=True))
     assert resumed.global_step == straight.global_step
@@ -102,10 +114,22 @@ def test_bad_inputs(catch, tmp_path):
     segment(SegmentConfig(game="Catch", frames=120, seed=9, out=other))
     with pytest.raises(InsightError, match="another dataset"):
         run(tiny(catch, tmp_path, dataset=other))
-    for bad in (dict(num_envs=0), dict(lr=0.0), dict(threshold=1.5), dict(reg_weight=-1.0), dict(num_steps=3, num_envs=1),
-                dict(freeze_cnn=True, load_cnn=False), dict(reg_weight=float("nan")), dict(lr=float("inf")),
-                dict(num_envs=10_000), dict(total_steps=1), dict(eval_every=2.0), dict(run_name="../../x"),
-                dict(run_name="/tmp/x"), dict(run_name="..")):
+    for bad in (
+        dict(num_envs=0),
+        dict(lr=0.0),
+        dict(threshold=1.5),
+        dict(reg_weight=-1.0),
+        dict(num_steps=3, num_envs=1),
+        dict(freeze_cnn=True, load_cnn=False),
+        dict(reg_weight=float("nan")),
+        dict(lr=float("inf")),
+        dict(num_envs=10_000),
+        dict(total_steps=1),
+        dict(eval_every=2.0),
+        dict(run_name="../../x"),
+        dict(run_name="/tmp/x"),
+        dict(run_name=".."),
+    ):
         with pytest.raises(UsageError):
             run(tiny(catch, tmp_path, **bad))
 
@@ -114,9 +138,30 @@ def test_cli_prints_the_checkpoint_path(catch, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(
         app,
-        ["train", "--game", "Catch", "--load-cnn", "--perception", str(catch / "perception.ckpt"), "--dataset",
-         str(catch / "dataset"), "--total-steps", "64", "--num-envs", "4", "--num-steps", "16", "--eval-episodes", "1",
-         "--eval-every", "1.0", "--run-name", "cli", "--device", "cpu"],
+        [
+            "train",
+            "--game",
+            "Catch",
+            "--load-cnn",
+            "--perception",
+            str(catch / "perception.ckpt"),
+            "--dataset",
+            str(catch / "dataset"),
+            "--total-steps",
+            "64",
+            "--num-envs",
+            "4",
+            "--num-steps",
+            "16",
+            "--eval-episodes",
+            "1",
+            "--eval-every",
+            "1.0",
+            "--run-name",
+            "cli",
+            "--device",
+            "cpu",
+        ],
     )
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == "data/Catch/runs/cli/run.ckpt"
@@ -128,10 +173,35 @@ def test_cli_prints_the_checkpoint_path(catch, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_two_cpu_ranks_stay_in_sync_and_only_rank_zero_writes(catch, tmp_path):
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-        "-m", "insight_cli", "train", "--game", "Catch", "--load-cnn", "--perception", str(catch / "perception.ckpt"),
-        "--dataset", str(catch / "dataset"), "--total-steps", "256", "--num-envs", "4", "--num-steps", "16",
-        "--eval-episodes", "1", "--run-name", "ddp", "--device", "cpu",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29517",
+        "-m",
+        "insight_cli",
+        "train",
+        "--game",
+        "Catch",
+        "--load-cnn",
+        "--perception",
+        str(catch / "perception.ckpt"),
+        "--dataset",
+        str(catch / "dataset"),
+        "--total-steps",
+        "256",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "16",
+        "--eval-episodes",
+        "1",
+        "--run-name",
+        "ddp",
+        "--device",
+        "cpu",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -148,6 +218,36 @@ def test_frozen_cnn_keeps_the_pretrained_weights(catch, tmp_path):
     trained = load_checkpoint(result.checkpoint).state["agent"]
     for name, tensor in pretrained.items():
         assert torch.equal(trained[f"perception.{name}"], tensor), name
+
+
+def test_each_phase_anneals_the_learning_rate_and_the_penalty_rises_over_ppo_only():
+    plan = [stage.schedule(update, 4, 2, 1.0, 0.3) for update in range(1, 7)]
+    assert [imitating for imitating, _, _ in plan] == [False] * 4 + [True] * 2
+    assert [lr for _, lr, _ in plan] == pytest.approx([1.0, 0.75, 0.5, 0.25, 1.0, 0.5])
+    assert [reg for _, _, reg in plan] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.3, 0.3])
+
+
+def test_dagger_phase_changes_only_the_eql_actor_and_logs_its_own_returns(catch, tmp_path):
+    """--dagger-share 0.5 of 4 updates: 2 PPO updates, then 2 in which only the EQL actor learns."""
+    import pyarrow.parquet as pq
+
+    def weights(path):
+        return load_checkpoint(path).state["agent"]
+
+    first = run(tiny(catch, tmp_path, run_name="ppo", total_steps=2 * 64, freeze_cnn=True, eval_every=1.0))
+    both = run(
+        tiny(catch, tmp_path, run_name="dagger", total_steps=4 * 64, freeze_cnn=True, dagger_share=0.5, eval_every=1.0)
+    )
+    before, after = weights(first.checkpoint), weights(both.checkpoint)
+    for name, tensor in before.items():  # the first two updates are the same in both runs
+        same = torch.equal(after[name], tensor)
+        assert same != name.startswith("eql."), name
+    rows = pq.read_table(tmp_path / "runs" / "dagger" / "metrics.parquet").to_pylist()
+    assert [row.get("losses/agreement") is not None for row in rows] == [False, False, True, True]
+    with pytest.raises(UsageError, match="dagger-share"):
+        run(tiny(catch, tmp_path, dagger_share=1.0))
+    with pytest.raises(UsageError, match="neural guidance"):
+        run(tiny(catch, tmp_path, dagger_share=0.5, ng=False))
 
 
 def test_segment_with_a_trained_policy(catch, tmp_path):
@@ -175,6 +275,7 @@ def test_an_existing_run_is_replaced_only_with_force(catch, tmp_path):
     run(tiny(catch, tmp_path, total_steps=64, force=True))
     assert first.checkpoint.stat().st_mtime_ns != before
     assert [p.name for p in (tmp_path / "runs" / "tiny").glob("run.resume.*.ckpt")] == ["run.resume.1.ckpt"]
+    assert len(list((tmp_path / "runs" / "tiny" / "tensorboard").iterdir())) == 1  # the replaced run's curves went
 
 
 def test_a_run_another_live_train_writes_is_refused_and_a_dead_ones_lock_is_taken(catch, tmp_path):
@@ -199,10 +300,34 @@ def test_a_failed_train_leaves_no_empty_run_folder(catch, tmp_path):
 
 
 def _train_command(catch, *extra):
-    return [sys.executable, "-m", "insight_cli", "train", "--game", "Catch", "--load-cnn", "--perception",
-            str(catch / "perception.ckpt"), "--dataset", str(catch / "dataset"), "--total-steps", "1280", "--num-envs", "4",
-            "--num-steps", "16", "--eval-episodes", "0", "--eval-every", "0.05", "--run-name", "killed", "--device", "cpu",
-            *extra]
+    return [
+        sys.executable,
+        "-m",
+        "insight_cli",
+        "train",
+        "--game",
+        "Catch",
+        "--load-cnn",
+        "--perception",
+        str(catch / "perception.ckpt"),
+        "--dataset",
+        str(catch / "dataset"),
+        "--total-steps",
+        "1280",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "16",
+        "--eval-episodes",
+        "0",
+        "--eval-every",
+        "0.05",
+        "--run-name",
+        "killed",
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def _wait_for(path, process, seconds=120):
@@ -217,8 +342,9 @@ def _wait_for(path, process, seconds=120):
 def test_a_killed_or_terminated_train_resumes(catch, tmp_path, signal_number, code):
     """SIGKILL may land inside a save (one every update here); SIGTERM is handled like Ctrl-C."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(_train_command(catch), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        _train_command(catch), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     run_dir = tmp_path / "data" / "Catch" / "runs" / "killed"
     _wait_for(run_dir / "run.ckpt", process)
     time.sleep(0.3)  # into the saves that follow the first one
@@ -226,8 +352,9 @@ def test_a_killed_or_terminated_train_resumes(catch, tmp_path, signal_number, co
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == code, stderr
     assert not (run_dir / stage.LOCK).exists() or signal_number == signal.SIGKILL
-    resumed = subprocess.run(_train_command(catch, "--resume"), cwd=tmp_path, env=env,
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        _train_command(catch, "--resume"), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert load_checkpoint(run_dir / "run.ckpt").meta["update"] == 20
     assert not list(run_dir.glob(".*.tmp*"))  # the killed save's temporary is gone

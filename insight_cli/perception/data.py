@@ -1,4 +1,5 @@
-"""A frame-symbol dataset decoded once into compact tensors for perception training.
+"""A frame-symbol dataset decoded once into compact tensors for perception training (pretrain,
+train's refinement) and for reading states through the perception (extract-policy, explain).
 
 Frames stay uint8 (one 84x84 frame per dataset row, stacks gathered by index); labels are
 built per frame from objects.parquet and gathered into per-stack targets on the fly, so no PNG
@@ -16,8 +17,8 @@ import torch.nn.functional as F
 from insight_cli.dataset import Dataset
 from insight_cli.envs.preprocessing import FRAME_SIZE
 from insight_cli.errors import InsightError, UsageError
+from insight_cli.perception import MAX_OBJECTS
 from insight_cli.perception.losses import PerceptionTargets
-from insight_cli.perception.model import MAX_OBJECTS
 
 
 def choose_slots(dataset: Dataset, n_objects: int | str, min_seen: float = 0.0) -> list[dict]:
@@ -30,7 +31,9 @@ def choose_slots(dataset: Dataset, n_objects: int | str, min_seen: float = 0.0) 
     frames = max(dataset.meta["counts"]["frames"], 1)
     tracks = [entry for entry in tracks if entry["frames_seen"] >= min_seen * frames]
     if not tracks:
-        raise UsageError(f"no object is seen in {min_seen:.0%} of the frames of {dataset.path}", hint="lower --min-seen")
+        raise UsageError(
+            f"no object is seen in {min_seen:.0%} of the frames of {dataset.path}", hint="lower --min-seen"
+        )
     if n_objects == "auto":
         if len(tracks) > MAX_OBJECTS:
             frequent = sorted(tracks, key=lambda entry: -entry["frames_seen"])[:MAX_OBJECTS]
@@ -45,6 +48,16 @@ def choose_slots(dataset: Dataset, n_objects: int | str, min_seen: float = 0.0) 
     if slots > MAX_OBJECTS:
         raise UsageError(f"--n-objects {slots} is more than the {MAX_OBJECTS} slots the network supports")
     return tracks
+
+
+def slot_entries(slots: list[dict]) -> list[dict]:
+    """The object slots as a checkpoint's meta["objects"] keeps them: slot, track id, name."""
+    return [{"slot": slot, "track_id": entry["track_id"], "name": entry["name"]} for slot, entry in enumerate(slots)]
+
+
+def slots_of(meta: dict) -> list[dict]:
+    """The object slots of a perception or run checkpoint's meta, in slot order."""
+    return [{"track_id": entry["track_id"], "name": entry["name"]} for entry in meta["objects"]]
 
 
 @dataclass
@@ -90,8 +103,10 @@ def decode(dataset: Dataset, slots: list[dict], device: torch.device) -> Percept
     slot_rows = lookup[track_ids] if len(track_ids) else track_ids
     kept = slot_rows >= 0
     if not kept.any():
-        raise InsightError(f"{dataset.path}: objects.parquet holds none of the {len(slots)} objects to learn",
-                           hint="segment the game again")
+        raise InsightError(
+            f"{dataset.path}: objects.parquet holds none of the {len(slots)} objects to learn",
+            hint="segment the game again",
+        )
     frame_rows, slot_rows = frame_rows[kept], slot_rows[kept]
 
     def column(name):
@@ -99,8 +114,11 @@ def decode(dataset: Dataset, slots: list[dict], device: torch.device) -> Percept
         values = dataset.objects.column(name).to_numpy().astype(np.float32)[kept]  # nulls become NaN
         bad = ~np.isfinite(values)
         if bad.any():
-            raise InsightError(f"{dataset.path}: objects.parquet has a non-finite {name} in {bad.sum()} rows, "
-                               f"the first in frame {frame_rows[bad][0]}", hint="segment the game again")
+            raise InsightError(
+                f"{dataset.path}: objects.parquet has a non-finite {name} in {bad.sum()} rows, "
+                f"the first in frame {frame_rows[bad][0]}",
+                hint="segment the game again",
+            )
         return values
 
     frame_exists = np.zeros((frame_count, k), dtype=bool)
@@ -153,15 +171,28 @@ def _check_catalogued(dataset: Dataset, track_ids: np.ndarray) -> None:
     unknown = np.setdiff1d(track_ids, [entry["track_id"] for entry in dataset.meta["objects"]])
     if len(unknown):
         listed = ", ".join(map(str, unknown[:5])) + (", ..." if len(unknown) > 5 else "")
-        raise InsightError(f"{dataset.path}: objects.parquet has track ids that dataset.json does not list ({listed})",
-                           hint="were the two files written by different runs? segment the game again")
+        raise InsightError(
+            f"{dataset.path}: objects.parquet has track ids that dataset.json does not list ({listed})",
+            hint="were the two files written by different runs? segment the game again",
+        )
 
 
 def shift_batch(
-    stacks: torch.Tensor, targets: PerceptionTargets, margins: torch.Tensor, max_shift: int, generator: torch.Generator
+    stacks: torch.Tensor,
+    targets: PerceptionTargets,
+    margins: torch.Tensor,
+    max_shift: int,
+    generator: torch.Generator,
+    background: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, PerceptionTargets]:
-    """Translate each stack by a random whole-pixel offset that keeps every object on screen
-    (at most max_shift pixels); object coordinates move with it, sizes do not.
+    """Translate each stack's objects by a random whole-pixel offset that keeps every object on
+    screen (at most max_shift pixels); object coordinates move with them, sizes do not.
+
+    With the game's `background` (84, 84) in [0, 1] only what differs from it moves and the
+    static picture stays where it is, as in play. Shifting whole frames instead moves Pong's
+    walls against the background the encoder subtracts, and the bright bands that leaves
+    drown the paddles (measured: the player's y error 21 px after 2,000 steps, against 9 px
+    unshifted).
 
     stacks (B, 4, 84, 84) uint8; margins (B, 4) pixels free left, right, top, bottom.
     """
@@ -176,7 +207,14 @@ def shift_batch(
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
     theta[:, 0, 2], theta[:, 1, 2] = -dx * step, -dy * step
     grid = F.affine_grid(theta, list(stacks.shape), align_corners=False)
-    shifted = F.grid_sample(stacks.float(), grid, mode="nearest", padding_mode="border", align_corners=False)
+    if background is None:
+        shifted = F.grid_sample(stacks.float(), grid, mode="nearest", padding_mode="border", align_corners=False)
+    else:
+        picture = background.to(stacks.device).float() * 255.0
+        moving = F.grid_sample(
+            stacks.float() - picture, grid, mode="nearest", padding_mode="zeros", align_corners=False
+        )
+        shifted = (moving + picture).clamp(0.0, 255.0)
     offset = torch.stack([dx, dy], dim=1).view(batch, 1, 1, 2) / FRAME_SIZE
     coordinates = (targets.coordinates + offset) * targets.exists.unsqueeze(-1)
     return shifted.round().to(torch.uint8), PerceptionTargets(targets.exists, coordinates, targets.shape)
