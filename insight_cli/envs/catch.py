@@ -34,6 +34,9 @@ def _gray(rgb: tuple[int, int, int]) -> int:
     return int(gray_view(np.full((FRAME_SIZE, FRAME_SIZE, 3), rgb, np.uint8))[0, 0])
 
 
+_BALL_GRAY, _PADDLE_GRAY = _gray(BALL_RGB), _gray(PADDLE_RGB)
+
+
 class CatchVectorEnv:
     """N games of Catch, reset in the step that ends an episode."""
 
@@ -115,7 +118,7 @@ class CatchVectorEnv:
 
     def _render_gray(self) -> np.ndarray:
         ball, paddle = self._masks()
-        return (ball * _gray(BALL_RGB) + paddle * _gray(PADDLE_RGB)).astype(np.uint8)
+        return (ball * _BALL_GRAY + paddle * _PADDLE_GRAY).astype(np.uint8)
 
     def render_rgb(self) -> np.ndarray:
         """The current screens in colour, (N, 84, 84, 3) uint8."""

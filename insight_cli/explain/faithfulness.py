@@ -257,6 +257,19 @@ def outcome(policy: SymbolicPolicy, inputs: np.ndarray, action: int) -> float:
     return float(policy.probabilities(inputs[None])[0, action])
 
 
+def log_outcome(policy: SymbolicPolicy, inputs: np.ndarray, action: int) -> float:
+    """log p(action), computed so that it still moves where p rounds to 1 (a confident policy);
+    continuous: the action's value, as `outcome`."""
+    if policy.continuous:
+        return outcome(policy, inputs, action)
+    logits = policy.logits(inputs[None])[0].astype(np.float64)
+    others = np.delete(logits, action) - logits[action]
+    if others.max(initial=-np.inf) <= 0:  # the most likely action: log p = -log(1 + sum exp(others))
+        return float(-np.log1p(np.exp(others).sum()))
+    top = logits.max()
+    return float(logits[action] - top - np.log(np.exp(logits - top).sum()))
+
+
 def counterfactual(
     policy: SymbolicPolicy,
     inputs: np.ndarray,
@@ -279,13 +292,16 @@ def counterfactual(
         return outcome(policy, moved, a)
 
     before, after = outcome(policy, inputs, a), at(index[variable], step)
+    moved = inputs.copy()
+    moved[index[variable]] += step
+    log_change = log_outcome(policy, moved, a) - log_outcome(policy, inputs, a)  # the sign, even at p = 1
     compared = list(dict.fromkeys([*(v.name for v in policy.used_variables), variable]))
     spans = {name: at(index[name], step) - at(index[name], -step) for name in compared}
     largest = max(compared, key=lambda name: abs(spans[name]))
-    if after == before:
+    if log_change == 0:
         verdict = "no change"
     else:
-        verdict = "confirmed" if ("raises" if after > before else "lowers") == direction else "refuted"
+        verdict = "confirmed" if ("raises" if log_change > 0 else "lowers") == direction else "refuted"
     return {
         "variable": variable,
         "action": action,

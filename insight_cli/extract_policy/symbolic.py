@@ -245,7 +245,11 @@ class SymbolicPolicy:
         gradients = self.logit_gradients(inputs)
         if self.continuous:
             return (1.0 - np.tanh(self.logits(inputs)) ** 2)[:, :, None] * gradients
-        return gradients - np.einsum("ba,bav->bv", self.probabilities(inputs), gradients)[:, None, :]
+        # sum_c p_c (g_a - g_c) rather than g_a - sum_c p_c g_c: the same number, but where one
+        # action's probability rounds to 1 the second form cancels to exactly 0
+        return np.einsum(
+            "bc,bacv->bav", self.probabilities(inputs), gradients[:, :, None, :] - gradients[:, None, :, :]
+        )
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """(B, V) -> (B, A) the softmax of the logits (discrete games)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from insight_cli.errors import UsageError
 from insight_cli.options import check_bounds, device_option, game_option, option, seed_option
 
 BACKENDS = ("auto", "classic", "fastsam", "sam", "simulator")
@@ -14,7 +15,7 @@ MAX_FRAMES = 10_000_000  # about 100 GB of frames; more is a slip of the keyboar
 @dataclass
 class SegmentConfig:
     game: str = game_option()
-    frames: int = option(10_000, "Frames to collect (or to read from --input at most).", min=1, max=MAX_FRAMES)
+    frames: int = option(10_000, "Frames to collect (or to read from --input at most).", min=1)
     backend: str = option(
         "auto",
         "classic: colour background model, no weights; fastsam: FastSAM (ultralytics); sam: Segment Anything; "
@@ -37,3 +38,5 @@ class SegmentConfig:
 
     def validate(self) -> None:
         check_bounds(self)
+        if self.frames > MAX_FRAMES:  # here, not in Typer's bounds: a one-line error like every other
+            raise UsageError(f"--frames must be between 1 and {MAX_FRAMES:,}, got {self.frames:,}")

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from insight_cli.perception.model import ENCODERS, PerceptionConfig, PerceptionNet
+from insight_cli.perception import ENCODERS
+from insight_cli.perception.model import PerceptionConfig, PerceptionNet
 
 
 @pytest.mark.parametrize("encoder", ENCODERS)
