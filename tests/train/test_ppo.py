@@ -35,19 +35,10 @@ def test_gae_with_lambda_one_and_gamma_one_is_return_minus_value():
     assert torch.equal(advantages[:, 0], torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0]))
 
 
-def test_an_update_on_the_rollouts_kept_perception_equals_one_that_recomputes_it():
-    """While the CNN is frozen the update reuses the rollout's perception outputs instead of
-    running the encoder again: the result must be the same update."""
-    import copy
+def random_rollout(agent, steps, envs):
+    """A rollout of random frames and actions with the agent's own values and log-probabilities."""
+    from insight_cli.train.ppo import Rollout
 
-    from insight_cli.perception.model import PerceptionConfig, PerceptionOutput
-    from insight_cli.train.agent import Agent, AgentConfig
-    from insight_cli.train.ppo import PpoSettings, Rollout, ppo_update
-
-    torch.manual_seed(0)
-    agent = Agent(AgentConfig(PerceptionConfig(n_objects=2, hidden=32), n_actions=3))
-    agent.perception.requires_grad_(False)
-    steps, envs = 4, 2
     obs = torch.randint(0, 255, (steps, envs, 4, 84, 84), dtype=torch.uint8)
     with torch.no_grad():
         outputs = [agent(obs[t]) for t in range(steps)]
@@ -60,6 +51,23 @@ def test_an_update_on_the_rollouts_kept_perception_equals_one_that_recomputes_it
         torch.zeros(steps, envs),
         torch.stack([o.value for o in outputs]),
     )
+    return rollout, outputs
+
+
+def test_an_update_on_the_rollouts_kept_perception_equals_one_that_recomputes_it():
+    """While the CNN is frozen the update reuses the rollout's perception outputs instead of
+    running the encoder again: the result must be the same update."""
+    import copy
+
+    from insight_cli.perception.model import PerceptionConfig, PerceptionOutput
+    from insight_cli.train.agent import Agent, AgentConfig
+    from insight_cli.train.ppo import PpoSettings, ppo_update
+
+    torch.manual_seed(0)
+    agent = Agent(AgentConfig(PerceptionConfig(n_objects=2, hidden=32), n_actions=3))
+    agent.perception.requires_grad_(False)
+    steps, envs = 4, 2
+    rollout, outputs = random_rollout(agent, steps, envs)
     kept = PerceptionOutput(*(torch.cat(parts) for parts in zip(*(o.perception for o in outputs))))
     advantages, returns = torch.randn(steps, envs), torch.randn(steps, envs)
 
@@ -141,24 +149,13 @@ def test_the_eql_actors_imitation_does_not_change_the_neural_actors_update():
 
     from insight_cli.perception.model import PerceptionConfig
     from insight_cli.train.agent import Agent, AgentConfig
-    from insight_cli.train.ppo import PpoSettings, Rollout, ppo_update
+    from insight_cli.train.ppo import PpoSettings, ppo_update
 
     torch.manual_seed(0)
     agent = Agent(AgentConfig(PerceptionConfig(n_objects=2, hidden=32), n_actions=3, n_layers=2))
     agent.perception.requires_grad_(False)
     steps, envs = 4, 2
-    obs = torch.randint(0, 255, (steps, envs, 4, 84, 84), dtype=torch.uint8)
-    with torch.no_grad():
-        outputs = [agent(obs[t]) for t in range(steps)]
-    rollout = Rollout(
-        obs,
-        torch.zeros(steps, envs, 0),
-        torch.randint(0, 3, (steps, envs)),
-        torch.stack([torch.log_softmax(o.neural_logits, -1)[:, 0] for o in outputs]),
-        torch.randn(steps, envs),
-        torch.zeros(steps, envs),
-        torch.stack([o.value for o in outputs]),
-    )
+    rollout, outputs = random_rollout(agent, steps, envs)
     advantages, returns = torch.randn(steps, envs), 100 * torch.randn(steps, envs)
 
     def update(distill_weight):
