@@ -1027,6 +1027,7 @@ PAPER_GAMES: tuple[GameSpec, ...] = (
 
 _BUILTIN = {CATCH.name: CATCH, METADRIVE.name: METADRIVE}
 _PAPER = {game.name: game for game in PAPER_GAMES}
+STATE_VALUES = tuple(dict.fromkeys(name for game in (*_BUILTIN.values(), *PAPER_GAMES) for name in game.state))
 
 
 def _camel(ale_id: str) -> str:

@@ -23,10 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from insight_cli.extract_policy.symbolic import SymbolicPolicy
+from insight_cli.extract_policy.symbolic import COORDINATE_NAME, SymbolicPolicy
+from insight_cli.games import STATE_VALUES
 
 DIRECTIONS = ("raises", "lowers")
-VARIABLE = re.compile(r"\b(?:[xy]_[a-z0-9_]+?_[1-4]|ego_[a-z_]+|nav[12]_[a-z]+)\b")
+# a coordinate (named as variables_for names them) or an ego state value of a catalogue game
+NAMES = "|".join([COORDINATE_NAME, *sorted(map(re.escape, STATE_VALUES), key=len, reverse=True)])
+VARIABLE = re.compile(rf"\b(?:{NAMES})\b")
 UP_WORDS = r"raises?|raising|increases?|increasing|boosts?|favou?rs?|pushes up|more likely|positive|higher logit"
 DOWN_WORDS = (
     r"lowers?|lowering|decreases?|decreasing|reduces?|reducing|suppress(?:es)?|less likely|negative|lower logit"
@@ -35,7 +38,8 @@ UP, DOWN = re.compile(rf"\b(?:{UP_WORDS})\b"), re.compile(rf"\b(?:{DOWN_WORDS})\
 # "a higher x_ball_4", "an increase in x_ball_4" describe the variable, not its influence
 MODIFIER = re.compile(
     r"\b(?:(?:higher|larger|greater|bigger|smaller|lower|increasing|decreasing)\s+(?:value of\s+)?"
-    r"|an?\s+(?:increase|decrease|rise|drop)\s+in\s+)(?=[xy]_|ego_|nav)"
+    r"|an?\s+(?:increase|decrease|rise|drop)\s+in\s+)"
+    rf"(?=(?:{NAMES})\b)"
 )
 # A negation within three words before a direction: "does not raise", "never makes RIGHT more likely".
 NEGATED = re.compile(

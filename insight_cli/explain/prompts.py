@@ -13,8 +13,9 @@ import re
 import numpy as np
 
 from insight_cli.explain.decisions import Decision
-from insight_cli.extract_policy.symbolic import COORDINATE_CONVENTION, SymbolicPolicy
+from insight_cli.extract_policy.symbolic import SymbolicPolicy
 from insight_cli.games import GameSpec
+from insight_cli.perception import COORDINATE_CONVENTION
 
 STATE_HEADER = "The current state:"  # before a reader prompt's variable values, one "- name = value" a line
 

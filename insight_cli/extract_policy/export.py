@@ -21,7 +21,6 @@ import sympy
 from insight_cli import __version__
 from insight_cli.errors import InsightError
 from insight_cli.extract_policy.symbolic import (
-    COORDINATE_CONVENTION,
     METHODS,
     READABLE_TERMS,
     Interface,
@@ -29,6 +28,7 @@ from insight_cli.extract_policy.symbolic import (
     variables_for,
 )
 from insight_cli.files import atomic_output
+from insight_cli.perception import COORDINATE_CONVENTION
 
 FORMAT = "insight-policy"
 FORMAT_VERSION = 1

@@ -33,21 +33,16 @@ from sympy.polys.rings import ring
 
 from insight_cli.envs.preprocessing import STACK
 from insight_cli.errors import InsightError
-from insight_cli.train.eql import BINARY, UNARY, EqlActor
+from insight_cli.train.eql import EqlActor
 
 AXES = ("x", "y")
+COORDINATE_NAME = r"[xy]_[a-z0-9_]+?_[1-4]"  # the pattern of the names variables_for gives coordinates
 READABLE_TERMS = 20  # a logit longer than this is reported as unreadable
 MAX_EXPANDED_TERMS = 100_000  # beyond this a logit is unreadable and slow to expand: prune more
 SEARCH_TERMS = 20_000  # the budget search counts a threshold with a larger term bound as too long, unexpanded
 METHODS = ("pruned", "refit")  # where equations come from: the pruned EQL network, or a fit to its decisions
 ACTION_TOLERANCE = 0.05  # continuous actions in [-1, 1] agree when no value differs by more
 EVALUATION_ENTRIES = 4_000_000  # evaluate terms over at most this many (state, term, factor) entries at once
-
-COORDINATE_CONVENTION = (
-    "Coordinates are object centres as fractions of the screen: origin at the top-left corner, "
-    "x grows to the right and y grows downward, both in [0, 1]. Frame 1 is the oldest of the four "
-    "stacked frames and frame 4 the current one. An object not on screen has x = y = 0."
-)
 
 
 @dataclass(frozen=True)
@@ -268,15 +263,6 @@ def _pruned(weight: torch.Tensor, threshold: float) -> np.ndarray:
     return np.where(np.abs(array) >= threshold, array, 0.0)
 
 
-def _argument_rows(layer, unit: int) -> tuple[int, int]:
-    """The rows of a symbolic layer's linear map that feed output `unit`: (u, u) for a unary
-    primitive, (u, v) for a binary one."""
-    if unit < layer.n_unary:
-        return unit, unit
-    u = layer.n_unary + 2 * (unit - layer.n_unary)
-    return u, u + 1
-
-
 def _arguments(actor: EqlActor, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each symbolic layer's argument weights and biases, pruned: weights below the threshold
     go, and in a one-layer actor so does every weight that moves no expanded term of any action
@@ -293,13 +279,10 @@ def _arguments(actor: EqlActor, threshold: float) -> list[tuple[np.ndarray, np.n
     budget = threshold / (2 * max(1, np.count_nonzero(gain)))
     largest = np.maximum(np.abs(weight).max(axis=1), np.abs(bias))  # each argument's largest coefficient
     kept = weight.copy()
-    for unit, name in enumerate(actor.config.units):
-        u, v = _argument_rows(layer, unit)  # an argument's coefficient times the most it is multiplied by in a term
-        if u == v:
-            bounds = [(u, {"square": 2 * largest[u], "cube": 6 * largest[u] ** 2}.get(name, 1.0))]
-        else:
-            bounds = [(u, largest[v]), (v, largest[u])] if name == "product" else [(u, 1.0), (v, 1.0)]
-        for row, factor in bounds:
+    for unit, primitive in enumerate(layer.units):
+        rows = layer.argument_rows(unit)
+        factors = primitive.gains(largest[rows[0]], largest[rows[-1]])  # (u, u) for a unary unit
+        for row, factor in zip(rows, factors):  # an argument's coefficient times the most it moves a term
             kept[row, np.abs(weight[row]) * factor * gain[unit] < budget] = 0.0
     return [(kept, bias)]
 
@@ -312,33 +295,55 @@ class TooManyTerms(Exception):
         self.bound = bound
 
 
+@dataclass(frozen=True)
+class Reach:
+    """What a value of the network can contain: the variables it depends on and its degree,
+    combined by the primitives as the polynomials they stand for (a number reaches nothing)."""
+
+    variables: frozenset
+    degree: int
+
+    def __add__(self, other):
+        other = other if isinstance(other, Reach) else NOTHING
+        return Reach(self.variables | other.variables, max(self.degree, other.degree))
+
+    def __mul__(self, other):
+        if not isinstance(other, Reach):
+            return self if other else NOTHING
+        return Reach(self.variables | other.variables, self.degree + other.degree)
+
+    __radd__, __rmul__ = __add__, __mul__
+
+
+NOTHING = Reach(frozenset(), 0)
+
+
+def _linear(row: np.ndarray, offset: float, values: list, zero):
+    """offset + sum_i row[i] * values[i] over the nonzero row entries, starting from `zero`."""
+    total = zero + float(offset)
+    for index in np.flatnonzero(row):
+        total = total + float(row[index]) * values[index]
+    return total
+
+
 def term_bound(actor: EqlActor, n_variables: int, threshold: float) -> int:
     """An upper bound on the terms of the longest expanded logit, from which variables reach
     each unit and at what degree: cheap, so hopeless expansions are never started."""
-    values = [(frozenset([index]), 1) for index in range(n_variables)]  # (variables, degree) per value
+    values = [Reach(frozenset([index]), 1) for index in range(n_variables)]
     for layer, (weight, _) in zip(actor.layers, _arguments(actor, threshold)):
-        arguments = []
-        for row in weight:
-            inputs = [values[index] for index in np.flatnonzero(row)]
-            arguments.append((frozenset().union(*(v for v, _ in inputs)), max((d for _, d in inputs), default=0)))
-        repeats, unary, pairs = layer.repeats, arguments[: layer.n_unary], arguments[layer.n_unary :]
-        values = []
-        for index, name in enumerate(UNARY):
-            for used, degree in unary[index * repeats : (index + 1) * repeats]:
-                power = {"square": 2, "cube": 3, "constant": 0, "identity": 1}[name]
-                values.append((used if power else frozenset(), degree * power))
-        for index, name in enumerate(BINARY):
-            for unit in range(repeats):
-                (u, du), (v, dv) = pairs[2 * (index * repeats + unit)], pairs[2 * (index * repeats + unit) + 1]
-                values.append((u | v, du + dv if name == "product" else max(du, dv)))
+        # the bias reaches nothing, so a row reaches what its nonzero weights' inputs reach
+        values = layer.combine([_linear(row, 0.0, values, NOTHING) for row in weight])
     bounds = []
     for row in _pruned(actor.output.weight, threshold):
         reaching = [values[index] for index in np.flatnonzero(row)]
-        every = frozenset().union(*(v for v, _ in reaching))
-        degree = max((d for _, d in reaching), default=0)
+        every = sum(reaching, NOTHING)
         # no more than the monomials of each unit, nor than all monomials of that degree
         bounds.append(
-            1 + min(sum(math.comb(len(v) + d, d) for v, d in reaching), math.comb(len(every) + degree, degree))
+            1
+            + min(
+                sum(math.comb(len(v.variables) + v.degree, v.degree) for v in reaching),
+                math.comb(len(every.variables) + every.degree, every.degree),
+            )
         )
     return max(bounds, default=1)
 
@@ -359,29 +364,12 @@ def expand(
     zero = generators[0] * 0
     values = list(generators)
     for layer, (weight, bias) in zip(actor.layers, _arguments(actor, threshold)):
-        arguments = []
-        for row, offset in zip(weight, bias):
-            argument = zero + float(offset)
-            for index in np.flatnonzero(row):
-                argument += float(row[index]) * values[index]
-            arguments.append(argument)
-        repeats = layer.repeats
-        unary, pairs = arguments[: layer.n_unary], arguments[layer.n_unary :]
-        values = []
-        for index, name in enumerate(UNARY):
-            for u in unary[index * repeats : (index + 1) * repeats]:
-                values.append({"square": u**2, "cube": u**3, "constant": zero + 1.0, "identity": u}[name])
-        for index, name in enumerate(BINARY):
-            for unit in range(repeats):
-                u, v = pairs[2 * (index * repeats + unit)], pairs[2 * (index * repeats + unit) + 1]
-                values.append(u * v if name == "product" else u + v)
+        values = layer.combine([_linear(row, offset, values, zero) for row, offset in zip(weight, bias)])
     weight, bias = _pruned(actor.output.weight, threshold), _pruned(actor.output.bias, threshold)
     scale = actor.config.inverse_temperature
     logits = []
     for row, offset in zip(weight, bias):
-        logit = zero + float(offset)
-        for index in np.flatnonzero(row):
-            logit += float(row[index]) * values[index]
+        logit = _linear(row, offset, values, zero)
         logits.append({monomial: scale * float(coefficient) for monomial, coefficient in logit.terms()})
     return logits
 
@@ -389,55 +377,66 @@ def expand(
 DENSE_ENTRIES = 8_000_000  # the largest coefficient tensor the one-layer expansion builds
 
 
+class Forms(dict):
+    """A polynomial as {degree: coefficient tensor} over n variables: degree 0 a number, degree
+    d an (n,) * d array whose entry [i, j, ..] multiplies y_i y_j ... Products are outer
+    products, so a one-layer actor expands in numpy (about 100x faster than the ring)."""
+
+    def __add__(self, other):
+        if not isinstance(other, Forms):
+            other = Forms({0: np.float64(other)})
+        total = Forms(self)
+        for degree, tensor in other.items():
+            total[degree] = total[degree] + tensor if degree in total else tensor
+        return total
+
+    def __mul__(self, other):
+        if not isinstance(other, Forms):
+            return Forms({degree: tensor * other for degree, tensor in self.items()})
+        product = Forms()
+        for (first, a), (second, b) in itertools.product(self.items(), other.items()):
+            product = product + Forms({first + second: np.multiply.outer(a, b)})
+        return product
+
+    __radd__, __rmul__ = __add__, __mul__
+
+
 def _expand_one_layer(actor: EqlActor, n_variables: int, threshold: float) -> list[dict[Monomial, float]] | None:
-    """expand() for a one-layer actor, in numpy (about 100x faster than the polynomial ring on
-    a hundred variables): every unit is a product of at most three linear forms, so a logit is
-    a sum of coefficient tensors of degree 1 to 3 over the variables the arguments use and a
-    constant 1 (the last index). None when a tensor would exceed DENSE_ENTRIES."""
+    """expand() for a one-layer actor, in numpy: every unit is a product of at most three linear
+    forms of the variables the arguments use. None when a tensor would exceed DENSE_ENTRIES."""
     (weight, bias), layer = _arguments(actor, threshold)[0], actor.layers[0]
     used = np.flatnonzero(np.any(weight != 0, axis=0))
-    forms = np.concatenate([weight[:, used], bias[:, None]], axis=1)  # (arguments, n): bias times the constant 1
-    n, scale = forms.shape[1], actor.config.inverse_temperature
-    output = _pruned(actor.output.weight, threshold) * scale
-    degrees = {"identity": 1, "constant": 1, "add": 1, "square": 2, "product": 2, "cube": 3}
-    highest = max((degrees[name] for unit, name in enumerate(actor.config.units) if output[:, unit].any()), default=1)
-    if n**highest > DENSE_ENTRIES:
+    output = _pruned(actor.output.weight, threshold) * actor.config.inverse_temperature
+    degrees = layer.combine([Reach(frozenset(), 1)] * len(weight))
+    highest = max((degrees[unit].degree for unit in np.flatnonzero(output.any(axis=0))), default=1)
+    if len(used) ** highest > DENSE_ENTRIES:
         return None
-    constant = np.zeros(n)
-    constant[-1] = 1.0
+    arguments = [Forms({0: np.float64(offset), 1: row[used]}) for row, offset in zip(weight, bias)]
     logits = []
-    for row, offset in zip(output, _pruned(actor.output.bias, threshold) * scale):
-        tensors = {1: offset * constant}
-        for unit, name in enumerate(actor.config.units):
-            if row[unit] == 0:
-                continue
-            u, v = (forms[row] for row in _argument_rows(layer, unit))
-            value = {
-                "identity": u,
-                "constant": constant,
-                "add": u + v,
-                "square": np.multiply.outer(u, u),
-                "product": np.multiply.outer(u, v),
-                "cube": np.einsum("i,j,k->ijk", u, u, u),
-            }[name]
-            tensors[value.ndim] = tensors.get(value.ndim, 0.0) + row[unit] * value
+    for row, offset in zip(output, _pruned(actor.output.bias, threshold) * actor.config.inverse_temperature):
+        logit = Forms({0: np.float64(offset)})
+        for unit in np.flatnonzero(row):  # one unit at a time: a cube's tensor is large
+            logit = logit + layer.units[unit].apply(*(arguments[r] for r in layer.argument_rows(unit))) * float(
+                row[unit]
+            )
         terms: dict[Monomial, float] = {}
-        for tensor in tensors.values():
-            for indices, coefficient in _monomials(tensor):
+        for tensor in logit.values():
+            for indices, coefficient in _monomials(np.asarray(tensor)):
                 exponents = [0] * n_variables
                 for index in indices:
-                    if index < n - 1:  # the last index is the constant 1
-                        exponents[used[index]] += 1
-                key = tuple(exponents)
-                terms[key] = terms.get(key, 0.0) + coefficient
+                    exponents[used[index]] += 1
+                terms[tuple(exponents)] = coefficient
         logits.append({monomial: coefficient for monomial, coefficient in terms.items() if coefficient != 0.0})
     return logits
 
 
 def _monomials(tensor: np.ndarray) -> list[tuple[tuple[int, ...], float]]:
     """The polynomial sum_{i,j,..} tensor[i, j, ..] y_i y_j .. as (sorted indices, coefficient)
-    pairs: the coefficient of a monomial is the sum over the orderings of its indices."""
+    pairs: the coefficient of a monomial is the sum over the orderings of its indices (a
+    0-dimensional tensor is the constant term, indices ())."""
     degree = tensor.ndim
+    if degree == 0:
+        return [((), float(tensor))]
     total = sum(tensor.transpose(order) for order in itertools.permutations(range(degree)))
     grid = np.ix_(*[np.arange(tensor.shape[0])] * degree)
     ordered = np.ones(tensor.shape, dtype=bool)

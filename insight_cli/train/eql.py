@@ -11,34 +11,40 @@ to the action logits, multiplied by an inverse temperature.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-UNARY = ("square", "cube", "constant", "identity")
-BINARY = ("product", "add")
 INVERSE_TEMPERATURE = 10.0
 SMOOTHING = 0.05  # `a` of the smoothed L1/2 penalty
 
 
-def apply_unary(name: str, u: torch.Tensor) -> torch.Tensor:
-    if name == "square":
-        return u * u
-    if name == "cube":
-        return u * u * u
-    if name == "constant":
-        return torch.ones_like(u)
-    if name == "identity":
-        return u
-    raise ValueError(f"unknown unary primitive {name!r}")
+@dataclass(frozen=True)
+class Primitive:
+    """One kind of EQL unit. `apply` is written with + and * alone (the constant as u * 0 + 1),
+    so the same function runs on tensors in the network and on the polynomials, term bounds and
+    coefficient forms of extraction. `gains(lu, lv)`: for each argument, the most an expanded
+    coefficient of the unit moves per unit change of one of that argument's coefficients, when
+    the arguments' largest coefficients are lu and lv (what pruning may safely remove)."""
+
+    name: str
+    arity: int  # how many rows of the layer's linear map feed one unit: 1 (u) or 2 (u, v)
+    apply: Callable
+    gains: Callable[[float, float], tuple[float, ...]]
 
 
-def apply_binary(name: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    if name == "product":
-        return u * v
-    if name == "add":
-        return u + v
-    raise ValueError(f"unknown binary primitive {name!r}")
+PRIMITIVES = (
+    Primitive("square", 1, lambda u: u * u, lambda lu, lv: (2 * lu,)),
+    Primitive("cube", 1, lambda u: u * u * u, lambda lu, lv: (6 * lu**2,)),
+    Primitive("constant", 1, lambda u: u * 0 + 1, lambda lu, lv: (0.0,)),  # its argument moves nothing
+    Primitive("identity", 1, lambda u: u, lambda lu, lv: (1.0,)),
+    Primitive("product", 2, lambda u, v: u * v, lambda lu, lv: (lv, lu)),
+    Primitive("add", 2, lambda u, v: u + v, lambda lu, lv: (1.0, 1.0)),
+)
+BY_NAME = {primitive.name: primitive for primitive in PRIMITIVES}
+UNARY = tuple(primitive for primitive in PRIMITIVES if primitive.arity == 1)
+BINARY = tuple(primitive for primitive in PRIMITIVES if primitive.arity == 2)
 
 
 @dataclass(frozen=True)
@@ -54,29 +60,47 @@ class EqlConfig:
         return 2 * self.n_funcs
 
     @property
-    def units(self) -> list[str]:
-        """Primitive of each output unit of a symbolic layer, in order."""
-        return [name for name in (*UNARY, *BINARY) for _ in range(self.repeats)]
+    def units(self) -> list[Primitive]:
+        """The primitive of each output unit of a symbolic layer, in order: each unary one
+        `repeats` times, then each binary one."""
+        return [primitive for primitive in (*UNARY, *BINARY) for _ in range(self.repeats)]
 
 
 class SymbolicLayer(nn.Module):
-    """(B, n_in) -> (B, n_units): a linear map to the primitives' arguments, then the primitives."""
+    """(B, n_in) -> (B, n_units): a linear map to the primitives' arguments, then the primitives.
+    The map's rows are the unary units' arguments, one per unit, then the binary units' (u, v)
+    pairs, two adjacent rows per unit (`argument_rows`)."""
 
     def __init__(self, n_in: int, config: EqlConfig):
         super().__init__()
         self.repeats = config.repeats
-        n_unary, n_binary = len(UNARY) * self.repeats, len(BINARY) * self.repeats
-        self.linear = nn.Linear(n_in, n_unary + 2 * n_binary)  # unary arguments, then (u, v) pairs
-        self.n_unary = n_unary
-        self.n_out = n_unary + n_binary
+        self.units = config.units
+        self.n_unary = len(UNARY) * self.repeats
+        self.n_out = len(self.units)
+        self.linear = nn.Linear(n_in, self.n_unary + 2 * (self.n_out - self.n_unary))
+
+    def argument_rows(self, unit: int) -> tuple[int, ...]:
+        """The rows of the linear map that feed output `unit`: (u,) or (u, v)."""
+        if unit < self.n_unary:
+            return (unit,)
+        u = self.n_unary + 2 * (unit - self.n_unary)
+        return u, u + 1
+
+    def combine(self, arguments: Sequence) -> list:
+        """The outputs, unit by unit, from the values of the linear map's rows: for anything
+        with + and * (extraction passes polynomials and bounds)."""
+        return [
+            primitive.apply(*(arguments[row] for row in self.argument_rows(unit)))
+            for unit, primitive in enumerate(self.units)
+        ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.linear(x)
+        z = self.linear(x)  # the same layout as argument_rows, a block of `repeats` units per primitive
         unary = z[:, : self.n_unary].view(-1, len(UNARY), self.repeats)
         pairs = z[:, self.n_unary :].view(-1, len(BINARY), self.repeats, 2)
-        outputs = [apply_unary(name, unary[:, index]) for index, name in enumerate(UNARY)]
+        outputs = [primitive.apply(unary[:, index]) for index, primitive in enumerate(UNARY)]
         outputs += [
-            apply_binary(name, pairs[:, index, :, 0], pairs[:, index, :, 1]) for index, name in enumerate(BINARY)
+            primitive.apply(pairs[:, index, :, 0], pairs[:, index, :, 1]) for index, primitive in enumerate(BINARY)
         ]
         return torch.cat(outputs, dim=1)
 

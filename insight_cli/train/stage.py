@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from insight_cli import paths
-from insight_cli.checkpoint import load_checkpoint, plain_config, save_checkpoint
+from insight_cli.checkpoint import load_checkpoint
 from insight_cli.dataset import load_dataset
-from insight_cli.envs import ego_states, make_vector_env
+from insight_cli.envs import make_vector_env
 from insight_cli.errors import InsightError
 from insight_cli.evaluate.episodes import agent_actor, play_episodes
 from insight_cli.files import ensure_writable, process_alive, write_atomically
@@ -37,11 +37,11 @@ from insight_cli.train.agent import Agent, AgentConfig
 from insight_cli.train.config import TrainConfig
 from insight_cli.train.logger import MetricsLogger
 from insight_cli.train.ppo import PpoSettings, Rollout, compute_gae, dagger_update, ppo_update
+from insight_cli.train.run_state import EnvCursor, RunState, observed_states
 
 PERCEPTION_BATCH = 32
 CENTRE_FRAMES = 1024  # dataset stacks the heads' feature centre is the mean over
 CNN_WEIGHT_DECAY = 1e-4
-UNCHECKED_ON_RESUME = ("resume", "run_name", "force")
 TRAIN_OUTPUTS = ("run.ckpt", "run.resume.*.ckpt", "metrics.parquet", "metrics.csv", "learning_curve.png", "result.json")
 LOCK = ".train.lock"  # in the run folder while a train writes it: the writer's pid
 
@@ -216,20 +216,33 @@ def _rollout_buffer(config: TrainConfig, agent_config: AgentConfig, device: torc
     )
 
 
-def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.Ranks, run_dir: Path) -> TrainResult:
-    checkpoint_path = run_dir / paths.RUN_CHECKPOINT
-    seed_everything(config.seed + ranks.rank)
+@dataclass(frozen=True)
+class Plan:
+    """How many updates a run makes, how many of them are PPO and how many DAgger, and how
+    often it evaluates and saves."""
 
-    # Perception: the dataset fixes the object slots; a pretrained CNN must match them.
-    dataset = load_dataset(Path(config.dataset or paths.dataset_dir(game.name)))
-    if dataset.game != game.name:
-        raise InsightError(
-            f"{dataset.path} is a {dataset.game} dataset, not {game.name}", hint="check --game or --dataset"
-        )
+    batch_per_update: int  # env steps of one update, over every rank
+    num_updates: int
+    ppo_updates: int
+    dagger_updates: int
+    eval_interval: int
+
+    @classmethod
+    def of(cls, config: TrainConfig, world_size: int) -> Plan:
+        batch_per_update = config.num_envs * config.num_steps * world_size
+        num_updates = max(1, config.total_steps // batch_per_update)
+        # PPO for the first updates; in the last ones (DAgger) the EQL actor plays greedily and
+        # learns the neural actor's choices on the states it reaches itself.
+        dagger_updates = min(num_updates - 1, round(num_updates * config.dagger_share))
+        eval_interval = max(1, round(num_updates * config.eval_every))
+        return cls(batch_per_update, num_updates, num_updates - dagger_updates, dagger_updates, eval_interval)
+
+
+def _agent(config: TrainConfig, game, dataset, device: torch.device, ranks: distributed.Ranks):
+    """The agent (its perception pretrained or started on the dataset's background), the
+    dataset decoded for its slots, the perception loss's object weights, and the run's meta."""
     slots, perception_config, perception_state = _perception(config, game, dataset)
     data = decode(dataset, slots, device)
-    weights = object_weights(data.frequency)
-
     state_size = len(game.state) if config.ego_state else 0
     agent_config = AgentConfig(
         perception_config, len(game.action_names), config.n_layers, config.n_funcs, game.continuous, state_size
@@ -242,26 +255,6 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
     if not config.resume:  # a resumed run loads its own centre
         agent.centre_features(data.batch(_spread(data.train_rows, CENTRE_FRAMES))[0])
     distributed.broadcast_parameters(agent, ranks)
-    optimizer = _optimizer(agent, config)
-    settings = PpoSettings(
-        num_minibatches=config.num_minibatches,
-        update_epochs=config.update_epochs,
-        neural_guidance=config.ng,
-        clip_coef=config.clip_coef,
-        kl_coef=config.kl_coef,
-        distill_weight=config.distill_weight,
-        cnn_loss_weight=config.cnn_loss_weight,
-    )
-    env = make_vector_env(game, config.num_envs, seed=config.seed + ranks.rank * config.num_envs, mode="train")
-    generator = torch.Generator(device=device).manual_seed(config.seed + ranks.rank)
-
-    batch_per_update = config.num_envs * config.num_steps * ranks.world_size
-    num_updates = max(1, config.total_steps // batch_per_update)
-    # PPO for the first updates; in the last ones (DAgger) the EQL actor plays greedily and
-    # learns the neural actor's choices on the states it reaches itself.
-    dagger_updates = min(num_updates - 1, round(num_updates * config.dagger_share))
-    ppo_updates = num_updates - dagger_updates
-    eval_interval = max(1, round(num_updates * config.eval_every))
     meta = {
         "game": game.name,
         "action_meanings": game.action_names,
@@ -271,178 +264,128 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
         "frame_shape": dataset.meta.get("frame_shape"),
         "agent": agent_config.to_dict(),
     }
+    return agent, data, object_weights(data.frequency), meta
 
-    rollout = _rollout_buffer(config, agent_config, device)
-    cursor = EnvCursor(
-        torch.from_numpy(env.reset()).to(device),
-        _ego_state(env, state_size, device),
-        torch.zeros(config.num_envs, device=device),
-        np.zeros(config.num_envs),
+
+def _ppo_settings(config: TrainConfig) -> PpoSettings:
+    return PpoSettings(
+        num_minibatches=config.num_minibatches,
+        update_epochs=config.update_epochs,
+        neural_guidance=config.ng,
+        clip_coef=config.clip_coef,
+        kl_coef=config.kl_coef,
+        distill_weight=config.distill_weight,
+        cnn_loss_weight=config.cnn_loss_weight,
     )
-    start_update, global_step, last_eval = 1, 0, {}
-    logger_rows: list[dict] = []
+
+
+def _refinement_loss(agent: Agent, data, weights, generator: torch.Generator) -> torch.Tensor:
+    """The perception loss on a batch of dataset stacks, shifted as in pretraining: what keeps
+    the coordinates grounded while RL and guidance gradients move the CNN."""
+    draw = torch.randint(len(data.train_rows), (PERCEPTION_BATCH,), generator=generator, device=generator.device)
+    rows = data.train_rows[draw.to(data.train_rows.device)]
+    stacks, targets = data.batch(rows)
+    stacks, targets = shift_batch(
+        stacks, targets, data.margins[rows], 8, generator, agent.perception.encoder.background
+    )
+    return perception_loss(agent.perception(stacks), targets, weights).total
+
+
+def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.Ranks, run_dir: Path) -> TrainResult:
+    seed_everything(config.seed + ranks.rank)
+    dataset = load_dataset(Path(config.dataset or paths.dataset_dir(game.name)))
+    if dataset.game != game.name:
+        raise InsightError(
+            f"{dataset.path} is a {dataset.game} dataset, not {game.name}", hint="check --game or --dataset"
+        )
+    agent, data, weights, meta = _agent(config, game, dataset, device, ranks)
+    plan = Plan.of(config, ranks.world_size)
+    settings = _ppo_settings(config)
+    env = make_vector_env(game, config.num_envs, seed=config.seed + ranks.rank * config.num_envs, mode="train")
+    generator = torch.Generator(device=device).manual_seed(config.seed + ranks.rank)
+    run = RunState(
+        run_dir=run_dir,
+        config=config,
+        meta={**meta, "num_updates": plan.num_updates},
+        agent=agent,
+        optimizer=_optimizer(agent, config),
+        generator=generator,
+        env=env,
+        cursor=EnvCursor.start(env, agent.config.state_size, device),
+        main=ranks.main,
+    )
     if config.resume:
-        state = _restore(checkpoint_path, config, agent, optimizer, generator, env)
-        start_update, global_step, last_eval, logger_rows = (
-            state["update"] + 1,
-            state["global_step"],
-            state["last_eval"],
-            state["rows"],
-        )
-        cursor = EnvCursor(
-            state["next_obs"].to(device),
-            _ego_state(env, state_size, device),
-            state["next_done"].to(device),
-            np.array(state["episode_returns"]),
-        )
-    logger = MetricsLogger(run_dir, enabled=ranks.main, rows=logger_rows)
-
-    def perception_refinement_loss() -> torch.Tensor:
-        rows = data.train_rows[
-            torch.randint(len(data.train_rows), (PERCEPTION_BATCH,), generator=generator, device=generator.device).to(
-                device
-            )
-        ]
-        stacks, targets = data.batch(rows)
-        stacks, targets = shift_batch(
-            stacks, targets, data.margins[rows], 8, generator, agent.perception.encoder.background
-        )
-        return perception_loss(agent.perception(stacks), targets, weights).total
-
-    def save(update: int) -> None:
-        """run.ckpt holds what the later stages need (the agent); run.resume.<update>.ckpt,
-        written first, the optimizer, RNG and env state that only --resume needs. The resume
-        file of the update before is removed only once run.ckpt is replaced, so a kill at any
-        instant leaves a run.ckpt with its own resume file."""
-        if not ranks.main:
-            return
-        run_meta = {
-            **meta,
-            "global_step": global_step,
-            "update": update,
-            "num_updates": num_updates,
-            "last_eval": last_eval,
-        }
-        resume_state = {
-            "optimizer": optimizer.state_dict(),
-            "generator": generator.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-            "env": env.state() if hasattr(env, "state") else None,
-            "next_obs": cursor.obs,
-            "next_done": cursor.done,
-            "episode_returns": cursor.episode_returns.tolist(),
-            "update": update,
-            "global_step": global_step,
-            "last_eval": last_eval,
-            "rows": logger.rows,
-        }
-        resume_path = _resume_path(checkpoint_path, update)
-        save_checkpoint(resume_path, "run-resume", plain_config(config), run_meta, resume_state)
-        save_checkpoint(checkpoint_path, "run", plain_config(config), run_meta, {"agent": agent.state_dict()})
-        for stale in run_dir.glob("run.resume.*.ckpt"):
-            if stale != resume_path:
-                stale.unlink(missing_ok=True)
+        run.restore()
+    logger = MetricsLogger(run_dir, enabled=ranks.main, rows=run.rows)
+    rollout = _rollout_buffer(config, agent.config, device)
+    refine = config.cnn_loss_weight > 0 and not config.freeze_cnn
+    learn = partial(
+        _learn,
+        run,
+        rollout,
+        settings,
+        reduce_gradients=partial(distributed.average_gradients, agent, ranks),
+        perception_loss_fn=partial(_refinement_loss, agent, data, weights, generator) if refine else None,
+    )
 
     recent_returns: deque[float] = deque(maxlen=20)  # the last finished training episodes
-    started, steps_at_start, steps_per_second = time.perf_counter(), global_step, 0.0
-    update = start_update - 1
+    started, steps_at_start, steps_per_second = time.perf_counter(), run.global_step, 0.0
     with _Stop.on_interrupt(), progress_bar("env steps", ranks.main) as progress:
-        task = progress.add_task(
-            f"train {game.name}", total=num_updates * batch_per_update, completed=global_step, start=global_step
-        )
-        for update in range(start_update, num_updates + 1):
-            imitating, lr, reg_weight_now = schedule(update, ppo_updates, dagger_updates, config.lr, config.reg_weight)
-            for group in optimizer.param_groups:
+        total = plan.num_updates * plan.batch_per_update
+        task = progress.add_task(f"train {game.name}", total=total, completed=run.global_step, start=run.global_step)
+        for update in range(run.update + 1, plan.num_updates + 1):
+            imitating, lr, reg_weight_now = schedule(
+                update, plan.ppo_updates, plan.dagger_updates, config.lr, config.reg_weight
+            )
+            for group in run.optimizer.param_groups:
                 group["lr"] = lr
-            if imitating and update == ppo_updates + 1:
+            if imitating and update == plan.ppo_updates + 1:
                 recent_returns.clear()  # from here on they are the EQL actor's
+            actor = "eql" if imitating or not config.ng else "neural"
             perceived = collect_rollout(
                 agent,
                 env,
                 rollout,
-                cursor,
+                run.cursor,
                 recent_returns,
-                actor="eql" if imitating or not config.ng else "neural",
+                actor,
                 greedy=imitating,
                 keep_perception=config.freeze_cnn,
             )
-            global_step += config.num_steps * config.num_envs * ranks.world_size
-            average = partial(distributed.average_gradients, agent, ranks)
-            if imitating:
-                stats = dagger_update(
-                    agent=agent,
-                    optimizer=optimizer,
-                    rollout=rollout,
-                    settings=settings,
-                    reg_weight=reg_weight_now,
-                    reduce_gradients=average,
-                    generator=generator,
-                    perceived=perceived,
-                )
-            else:
-                with torch.no_grad():
-                    next_value = agent(cursor.obs, cursor.state).value.float()
-                advantages, returns = compute_gae(
-                    rollout.rewards,
-                    rollout.values,
-                    rollout.dones,
-                    next_value,
-                    cursor.done,
-                    settings.gamma,
-                    settings.gae_lambda,
-                )
-                refine = config.cnn_loss_weight > 0 and not config.freeze_cnn
-                stats = ppo_update(
-                    agent=agent,
-                    optimizer=optimizer,
-                    rollout=rollout,
-                    advantages=advantages,
-                    returns=returns,
-                    settings=settings,
-                    reg_weight_now=reg_weight_now,
-                    perception_loss_fn=perception_refinement_loss if refine else None,
-                    reduce_gradients=average,
-                    generator=generator,
-                    perceived=perceived,
-                )
+            run.update, run.global_step = update, run.global_step + plan.batch_per_update
+            stats = learn(imitating=imitating, reg_weight_now=reg_weight_now, perceived=perceived)
 
-            steps_per_second = (global_step - steps_at_start) / (time.perf_counter() - started)
+            steps_per_second = (run.global_step - steps_at_start) / (time.perf_counter() - started)
             scalars = {f"losses/{name}": value for name, value in stats.items()}
             scalars.update(
-                {
-                    "charts/sps": steps_per_second,
-                    "charts/learning_rate": optimizer.param_groups[0]["lr"],
-                    "charts/reg_weight": reg_weight_now,
-                }
+                {"charts/sps": steps_per_second, "charts/learning_rate": lr, "charts/reg_weight": reg_weight_now}
             )
             if recent_returns:
-                scalars["train/eql_episode_return" if imitating else "train/episode_return"] = float(
-                    np.mean(recent_returns)
-                )
-            if update % eval_interval == 0 or update == num_updates:
-                last_eval = _evaluate(agent, game, data, weights, config, device, meta, update, ranks)
-                scalars.update(last_eval)
-            logger.log(global_step, scalars)
-            progress.update(
-                task, completed=global_step, description=_status(game.name, recent_returns, last_eval, imitating)
-            )
-            if update % eval_interval == 0 or update == num_updates or _Stop.requested:
-                save(update)
+                curve = "train/eql_episode_return" if imitating else "train/episode_return"
+                scalars[curve] = float(np.mean(recent_returns))
+            checkpoint_due = update % plan.eval_interval == 0 or update == plan.num_updates
+            if checkpoint_due:
+                run.last_eval = _evaluate(agent, game, data, weights, config, device, meta, update, ranks)
+                scalars.update(run.last_eval)
+            logger.log(run.global_step, scalars)
+            status = _status(game.name, recent_returns, run.last_eval, imitating)
+            progress.update(task, completed=run.global_step, description=status)
+            if checkpoint_due or _Stop.requested:
+                run.save(logger.rows)
             if _Stop.requested:
                 break
 
-    in_sync = distributed.parameters_in_sync(agent, ranks)
+    in_sync = distributed.parameters_in_sync(agent, ranks)  # a collective: every rank takes part
     if ranks.main:
         logger.write_table()
         logger.learning_curve(run_dir / "learning_curve.png")
         summary = {
-            "checkpoint": str(checkpoint_path),
-            "global_step": global_step,
-            "updates": update,
-            "num_updates": num_updates,
+            "checkpoint": str(run.checkpoint_path),
+            "global_step": run.global_step,
+            "updates": run.update,
+            "num_updates": plan.num_updates,
             "steps_per_second": steps_per_second,
-            "last_eval": last_eval,
+            "last_eval": run.last_eval,
             "world_size": ranks.world_size,
             "ranks_in_sync": in_sync,
             "interrupted": _Stop.requested,
@@ -452,18 +395,50 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
     env.close()
     if _Stop.requested:
         raise KeyboardInterrupt
-    return TrainResult(checkpoint_path, global_step, steps_per_second, last_eval)
+    return TrainResult(run.checkpoint_path, run.global_step, steps_per_second, run.last_eval)
 
 
-@dataclass
-class EnvCursor:
-    """Where the envs are between rollouts: the next observation and ego state, whether it
-    starts an episode, and each env's return so far (saved with a run, for --resume)."""
-
-    obs: torch.Tensor  # (N, 4, 84, 84) uint8
-    state: torch.Tensor  # (N, S)
-    done: torch.Tensor  # (N,) 1.0 where obs starts a new episode
-    episode_returns: np.ndarray  # (N,)
+def _learn(
+    run: RunState,
+    rollout: Rollout,
+    settings: PpoSettings,
+    imitating: bool,
+    reg_weight_now: float,
+    perceived: PerceptionOutput | None,
+    reduce_gradients,
+    perception_loss_fn,
+) -> dict[str, float]:
+    """One update on the rollout just collected: DAgger (the EQL actor alone learns the neural
+    actor's choices) or PPO with neural guidance; returns its statistics."""
+    common = dict(
+        agent=run.agent,
+        optimizer=run.optimizer,
+        rollout=rollout,
+        settings=settings,
+        reduce_gradients=reduce_gradients,
+        generator=run.generator,
+        perceived=perceived,
+    )
+    if imitating:
+        return dagger_update(**common, reg_weight=reg_weight_now)
+    with torch.no_grad():
+        next_value = run.agent(run.cursor.obs, run.cursor.state).value.float()
+    advantages, returns = compute_gae(
+        rollout.rewards,
+        rollout.values,
+        rollout.dones,
+        next_value,
+        run.cursor.done,
+        settings.gamma,
+        settings.gae_lambda,
+    )
+    return ppo_update(
+        **common,
+        advantages=advantages,
+        returns=returns,
+        reg_weight_now=reg_weight_now,
+        perception_loss_fn=perception_loss_fn,
+    )
 
 
 def schedule(update: int, ppo_updates: int, dagger_updates: int, lr: float, reg_weight: float):
@@ -505,7 +480,7 @@ def collect_rollout(
         result = env.step((torch.tanh(action) if continuous else action).cpu().numpy())
         rollout.rewards[step] = torch.from_numpy(result.reward).to(device)
         cursor.obs = torch.from_numpy(result.obs).to(device)
-        cursor.state = _ego_state(env, cursor.state.shape[1], device)
+        cursor.state = observed_states(env, cursor.state.shape[1], device)
         done = result.terminated | result.truncated
         cursor.done = torch.from_numpy(done.astype(np.float32)).to(device)
         cursor.episode_returns += result.reward
@@ -538,59 +513,9 @@ def _evaluate(agent, game, data, weights, config, device, meta, update, ranks) -
     return scores
 
 
-def _ego_state(env, state_size: int, device: torch.device) -> torch.Tensor:
-    """(N, S) the envs' current ego states, (N, 0) when the agent takes none."""
-    return ego_states(env, device) if state_size else torch.zeros((env.num_envs, 0), device=device)
-
-
 def _spread(rows: torch.Tensor, count: int) -> torch.Tensor:
     """At most `count` of `rows`, evenly spaced (the same on every rank)."""
     return rows[torch.linspace(0, len(rows) - 1, min(count, len(rows)), device=rows.device).long()]
-
-
-def _resume_path(checkpoint_path: Path, update: int) -> Path:
-    return checkpoint_path.with_name(f"run.resume.{update}.ckpt")
-
-
-def _restore(checkpoint_path: Path, config, agent, optimizer, generator, env) -> dict:
-    checkpoint = load_checkpoint(checkpoint_path, kind="run")
-    saved = {key: value for key, value in checkpoint.config.items() if key not in UNCHECKED_ON_RESUME}
-    now = {key: value for key, value in plain_config(config).items() if key not in UNCHECKED_ON_RESUME}
-    changed = sorted(key for key in now if saved.get(key) != now[key])
-    if changed:
-        raise InsightError(
-            f"--resume: {checkpoint_path} was trained with other settings ({', '.join(changed)})",
-            hint="resume with the same options",
-        )
-    resume_path = _resume_path(checkpoint_path, checkpoint.meta["update"])
-    if not resume_path.exists():
-        raise InsightError(
-            f"--resume: {resume_path}, the resume state of {checkpoint_path}, is missing",
-            hint="it holds the optimizer and RNG state; without it, start again with --force",
-        )
-    resume = load_checkpoint(resume_path, kind="run-resume").state
-    if resume["update"] != checkpoint.meta["update"]:
-        raise InsightError(
-            f"--resume: {resume_path} does not belong to {checkpoint_path}",
-            hint="both are written by the same save; was one of them copied or replaced?",
-        )
-    agent.load_state_dict(checkpoint.state["agent"])
-    optimizer.load_state_dict(resume["optimizer"])
-    generator.set_state(resume["generator"])
-    torch.set_rng_state(resume["torch_rng"])
-    if resume["cuda_rng"]:
-        torch.cuda.set_rng_state_all(resume["cuda_rng"])
-    if resume["env"] is not None and hasattr(env, "restore"):
-        env.restore(resume["env"])
-    else:  # the ALE vector env cannot save its emulators: episodes restart from a fresh seed
-        resume = {
-            **resume,
-            "next_obs": torch.from_numpy(env.reset(seed=config.seed + 7919 * resume["update"])),
-            "next_done": torch.zeros_like(resume["next_done"]),
-            "episode_returns": [0.0] * env.num_envs,
-        }
-        console.print("[yellow]resume: this game's envs cannot be saved, so its episodes restart[/]")
-    return resume
 
 
 def _status(game: str, returns: list[float], last_eval: dict, imitating: bool) -> str:

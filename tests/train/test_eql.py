@@ -2,12 +2,11 @@ import torch
 
 from insight_cli.train.eql import (
     BINARY,
+    BY_NAME,
     UNARY,
     EqlActor,
     EqlConfig,
     SymbolicLayer,
-    apply_binary,
-    apply_unary,
     eql_penalty,
     smoothed_l_half,
 )
@@ -15,18 +14,29 @@ from insight_cli.train.eql import (
 
 def test_primitives():
     u, v = torch.tensor([2.0, -1.0]), torch.tensor([3.0, 0.5])
-    assert torch.equal(apply_unary("square", u), torch.tensor([4.0, 1.0]))
-    assert torch.equal(apply_unary("cube", u), torch.tensor([8.0, -1.0]))
-    assert torch.equal(apply_unary("constant", u), torch.ones(2))
-    assert torch.equal(apply_unary("identity", u), u)
-    assert torch.equal(apply_binary("product", u, v), torch.tensor([6.0, -0.5]))
-    assert torch.equal(apply_binary("add", u, v), torch.tensor([5.0, -0.5]))
+    assert torch.equal(BY_NAME["square"].apply(u), torch.tensor([4.0, 1.0]))
+    assert torch.equal(BY_NAME["cube"].apply(u), torch.tensor([8.0, -1.0]))
+    assert torch.equal(BY_NAME["constant"].apply(u), torch.ones(2))
+    assert torch.equal(BY_NAME["identity"].apply(u), u)
+    assert torch.equal(BY_NAME["product"].apply(u, v), torch.tensor([6.0, -0.5]))
+    assert torch.equal(BY_NAME["add"].apply(u, v), torch.tensor([5.0, -0.5]))
+
+
+def test_combine_reads_the_rows_as_forward_does():
+    layer = SymbolicLayer(3, EqlConfig(n_inputs=3, n_actions=2, n_funcs=1))
+    x = torch.rand(4, 3)
+    rows = layer.linear(x)
+    by_unit = torch.stack(layer.combine([rows[:, row] for row in range(rows.shape[1])]), dim=1)
+    assert torch.allclose(by_unit, layer(x))
 
 
 def test_symbolic_layer_wires_each_unit_to_its_primitive():
     config = EqlConfig(n_inputs=3, n_actions=2, n_funcs=1)  # each primitive twice
     layer = SymbolicLayer(3, config)
-    assert layer.n_out == 2 * (len(UNARY) + len(BINARY)) and config.units[:2] == ["square", "square"]
+    assert layer.n_out == 2 * (len(UNARY) + len(BINARY)) and [unit.name for unit in config.units[:2]] == [
+        "square",
+        "square",
+    ]
     with torch.no_grad():
         layer.linear.weight.zero_()
         layer.linear.bias.copy_(torch.arange(1.0, 17.0))  # arguments 1..16, inputs ignored
