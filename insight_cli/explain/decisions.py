@@ -59,3 +59,16 @@ def decide(
         probabilities,
         policy.sensitivities(inputs)[0],
     )
+
+
+def gradient_table(rows: list[tuple[str, float, list[float]]], columns: list[str], quote: str = "") -> list[str]:
+    """A Markdown table of variables, their values and gradients (one column each of `columns`):
+    the same for the prompt and for explanation.md (there with names `quote`d as code)."""
+    return [
+        "| variable | value | " + " | ".join(columns) + " |",
+        "| --- " * (len(columns) + 2) + "|",
+        *(
+            f"| {quote}{name}{quote} | {value:.3f} | " + " | ".join(f"{g:+.3f}" for g in gradients) + " |"
+            for name, value, gradients in rows
+        ),
+    ]

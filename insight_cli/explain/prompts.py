@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from insight_cli.explain.decisions import Decision
+from insight_cli.explain.decisions import Decision, gradient_table
 from insight_cli.extract_policy.symbolic import SymbolicPolicy
 from insight_cli.games import GameSpec
 from insight_cli.perception import COORDINATE_CONVENTION
@@ -110,35 +110,24 @@ def decision_prompt(policy: SymbolicPolicy, decision: Decision, number: int) -> 
     """The prompt about decision `number` (1, 2, ...)."""
     relevant = decision.relevant(policy)
     if policy.continuous:
-        header = " | ".join(f"d {name}" for name in policy.actions)
-        rows = "\n".join(
-            f"| {policy.variables[i].name} | {decision.inputs[i]:.3f} | "
-            + " | ".join(f"{g:+.3f}" for g in decision.gradients[:, i])
-            + " |"
-            for i in relevant
-        )
+        rows = [(policy.variables[i].name, decision.inputs[i], decision.gradients[:, i]) for i in relevant]
+        table = "\n".join(gradient_table(rows, [f"d {name}" for name in policy.actions]))
         return f"""Decision {number}: in the current state the agent set {decision.summary(policy)}.
 The relevant variables, their values and the gradient of each action value with respect to each (a positive gradient means that increasing the variable raises that action):
 
-| variable | value | {header} |
-| --- | --- | {" | ".join("---" for _ in policy.actions)} |
-{rows}
+{table}
 
 Explain concisely and specifically why the agent acted like this here, grounded only in the equations, these values and these gradients.
 
 {_claims_instruction(policy, number)}"""
     name = policy.actions[decision.action]
-    rows = "\n".join(
-        f"| {policy.variables[i].name} | {decision.inputs[i]:.3f} | {decision.gradients[decision.action, i]:+.3f} |"
-        for i in relevant
-    )
+    rows = [(policy.variables[i].name, decision.inputs[i], [decision.gradients[decision.action, i]]) for i in relevant]
+    table = "\n".join(gradient_table(rows, ["gradient"]))
     probabilities = ", ".join(f"{a} {p:.3f}" for a, p in zip(policy.actions, decision.probabilities))
     return f"""Decision {number}: in the current state the agent took the action {name} (probabilities: {probabilities}).
 The relevant variables, their values and the gradient of log p({name}) with respect to each (a positive gradient means that increasing the variable makes {name} more likely):
 
-| variable | value | gradient |
-| --- | --- | --- |
-{rows}
+{table}
 
 Explain concisely and specifically why the agent took {name} here, grounded only in the equations, these values and these gradients.
 

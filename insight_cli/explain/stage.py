@@ -21,7 +21,7 @@ from insight_cli.explain import (
 )
 from insight_cli.explain.backends import OfflineAnalyst, OpenAIBackend, Reply
 from insight_cli.explain.config import ExplainConfig
-from insight_cli.explain.decisions import Decision, decide
+from insight_cli.explain.decisions import Decision, decide, gradient_table
 from insight_cli.explain.prompts import (
     READER_SYSTEM,
     context,
@@ -471,17 +471,8 @@ def _counterfactual_line(test: dict, continuous: bool) -> str:
 def _gradient_table(record: dict, continuous: bool) -> list[str]:
     """A decision's variables, values and gradients: of log p(action), or of every action value."""
     if not continuous:
-        return [
-            "| variable | value | gradient of log p |",
-            "| --- | --- | --- |",
-            *(f"| `{v['name']}` | {v['value']:.3f} | {v['gradient']:+.3f} |" for v in record["variables"]),
-        ]
+        rows = [(v["name"], v["value"], [v["gradient"]]) for v in record["variables"]]
+        return gradient_table(rows, ["gradient of log p"], quote="`")
     actions = list(record["actions"])
-    return [
-        "| variable | value | " + " | ".join(f"d {a}" for a in actions) + " |",
-        "| --- " * (len(actions) + 2) + "|",
-        *(
-            f"| `{v['name']}` | {v['value']:.3f} | " + " | ".join(f"{v['gradients'][a]:+.3f}" for a in actions) + " |"
-            for v in record["variables"]
-        ),
-    ]
+    rows = [(v["name"], v["value"], [v["gradients"][a] for a in actions]) for v in record["variables"]]
+    return gradient_table(rows, [f"d {a}" for a in actions], quote="`")
