@@ -247,6 +247,8 @@ def _extract_policy(config) -> None:
             f", {fidelity['rollout_fidelity']:.1%} of {fidelity['rollout_states']:,} states of its own rollouts; "
             f"return: equations {returns['symbolic']:.2f}, EQL actor {returns['eql']:.2f}"
         )
+    if result.same_effect:
+        line += " (" + ", ".join(f"{a} counts as {b}" for a, b in result.same_effect.items()) + ": the same effect)"
     console.print(line, soft_wrap=True)
     console.print("variables used: " + escape(", ".join(v.name for v in policy.used_variables)), soft_wrap=True)
     if result.left_out:

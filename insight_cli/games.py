@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 
+import numpy as np
+
 from insight_cli.errors import InsightError
 
 RGB = tuple[int, int, int]
@@ -43,10 +45,21 @@ class GameSpec:
     paper: bool = False  # one of the nine games of the INSIGHT paper
     continuous: bool = False  # each entry of `actions` is a number in [-1, 1] set every step (MetaDrive)
     state: dict[str, str] = field(default_factory=dict)  # ego state values next to the pixels: name -> meaning
+    # Actions that do what another one does in this game: action -> the action it stands for.
+    # Each pair is measured on the emulator (tests/test_games.py): the same RAM five steps on in
+    # nearly every state (Pong: 99.5% of 600 states of random play).
+    same_effect: dict[str, str] = field(default_factory=dict)
 
     @property
     def action_names(self) -> list[str]:
         return list(self.actions)
+
+    @property
+    def effects(self) -> np.ndarray:
+        """(A,) for each action the index of the action whose effect it has (its own, unless
+        `same_effect` names another): fidelity counts FIRE for NOOP in Pong as the same decision."""
+        names = self.action_names
+        return np.array([names.index(self.same_effect.get(name, name)) for name in names], dtype=np.int64)
 
     @property
     def builtin(self) -> bool:
@@ -187,6 +200,7 @@ _PONG = GameSpec(
         "RIGHTFIRE": "move the paddle up (and serve)",
         "LEFTFIRE": "move the paddle down (and serve)",
     },
+    same_effect={"FIRE": "NOOP", "RIGHTFIRE": "RIGHT", "LEFTFIRE": "LEFT"},
     background=((144, 72, 17),),
     objects=(
         ObjectSpec(

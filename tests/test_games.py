@@ -1,5 +1,6 @@
 import keyword
 
+import numpy as np
 import pytest
 
 from insight_cli.errors import InsightError
@@ -52,3 +53,44 @@ def test_unknown_game_lists_close_matches():
     assert "SpaceInvaders" in str(caught.value)
     with pytest.raises(InsightError, match="insight games"):
         get_game("zzzzzz")
+
+
+def _ram_after(env, state, action: int, follow: int = 5):
+    """The emulator's RAM after `action` and `follow` NOOPs from `state`."""
+    env.unwrapped.ale.restoreState(state)
+    env.step(action)
+    for _ in range(follow):
+        env.step(0)
+    return env.unwrapped.ale.getRAM().copy()
+
+
+@pytest.mark.parametrize("game", [game for game in PAPER_GAMES if game.same_effect], ids=lambda game: game.name)
+def test_actions_with_the_same_effect_leave_the_emulator_in_the_same_state(game):
+    import ale_py
+    import gymnasium
+
+    gymnasium.register_envs(ale_py)
+    env = gymnasium.make(f"ALE/{game.name}-v5", repeat_action_probability=0.0)
+    env.reset(seed=0)
+    names, rng = game.action_names, np.random.default_rng(0)
+    same, different, states = dict.fromkeys(game.same_effect, 0), 0, 200
+    for _ in range(states):
+        state = env.unwrapped.ale.cloneState()
+        for alias, action in game.same_effect.items():
+            same[alias] += np.array_equal(
+                _ram_after(env, state, names.index(alias)), _ram_after(env, state, names.index(action))
+            )
+        # and actions that are not the same differ (else the comparison would prove nothing)
+        first, second = (names.index(name) for name in sorted(set(game.same_effect.values()))[:2])
+        different += not np.array_equal(_ram_after(env, state, first), _ram_after(env, state, second))
+        env.unwrapped.ale.restoreState(state)
+        if any(env.step(int(rng.integers(len(names))))[2:4]):
+            env.reset()
+    env.close()
+    assert all(count >= 0.98 * states for count in same.values()), same
+    assert different >= 0.5 * states
+
+
+def test_effects_map_each_action_to_the_one_it_stands_for():
+    assert get_game("Pong").effects.tolist() == [0, 0, 2, 3, 2, 3]  # NOOP FIRE RIGHT LEFT RIGHTFIRE LEFTFIRE
+    assert get_game("Breakout").effects.tolist() == [0, 1, 2, 3]  # FIRE launches the ball: no alias

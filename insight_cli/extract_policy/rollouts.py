@@ -27,7 +27,7 @@ class Rollout(NamedTuple):
     returns: np.ndarray  # (E,) each episode's score, up to its end or its last allowed step
     inputs: np.ndarray  # (N, V) every state decided on, as policy inputs (see `join`)
     actions: np.ndarray  # (N,) what the player did there (continuous: (N, A))
-    labels: np.ndarray  # (N,) what the EQL actor would have done (continuous: (N, A))
+    labels: np.ndarray  # (N,) what the EQL actor would have done, as an effect (GameSpec.effects; continuous: (N, A))
 
 
 class Player:
@@ -88,7 +88,8 @@ class Player:
                     if policies[index] is not None:
                         mine = owner == index
                         chosen[mine] = np.asarray(policies[index].choose(seen[mine])).reshape(chosen[mine].shape)
-                steps.append((seen[playing], chosen[playing], eql[playing], owner[playing]))
+                label = eql if self.game.continuous else self.game.effects[eql]
+                steps.append((seen[playing], chosen[playing], label[playing], owner[playing]))
                 result = env.step(chosen)
                 score += result.reward * playing
                 playing &= ~(result.terminated | result.truncated)

@@ -59,6 +59,7 @@ class ExtractResult:
     held_out: np.ndarray  # (N, V) the EQL actor's inputs on the dataset's test split
     tradeoff: list[dict]  # rows of policy_tradeoff.parquet
     left_out: dict[str, str]  # object, ego state value or variable -> why the equations do not mention it
+    same_effect: dict[str, str]  # action -> the action fidelity counts it as (the same effect in this game)
 
 
 def interface(agent, checkpoint, game) -> Interface:
@@ -69,19 +70,24 @@ def interface(agent, checkpoint, game) -> Interface:
 
 
 @torch.no_grad()
-def eql_decisions(eql: EqlActor, inputs: np.ndarray, continuous: bool) -> np.ndarray:
-    """What the EQL actor does on (N, V) inputs, as the agent's greedy actor: (N,) choices, or
-    (N, A) actions tanh(mean)."""
+def eql_decisions(eql: EqlActor, inputs: np.ndarray, continuous: bool, effects: np.ndarray | None = None) -> np.ndarray:
+    """What the EQL actor does on (N, V) inputs, as the agent's greedy actor: (N,) choices (as
+    `effects`, GameSpec.effects, where given), or (N, A) actions tanh(mean)."""
     device = next(eql.parameters()).device
     scores = eql(torch.as_tensor(np.asarray(inputs), dtype=torch.float32, device=device)).float()
-    return (torch.tanh(scores) if continuous else scores.argmax(dim=-1)).cpu().numpy()
+    if continuous:
+        return torch.tanh(scores).cpu().numpy()
+    choices = scores.argmax(dim=-1).cpu().numpy()
+    return choices if effects is None else effects[choices]
 
 
 @torch.no_grad()
-def dataset_states(agent, checkpoint, dataset_path: Path, device: torch.device, seed: int = 0) -> tuple[States, States]:
-    """The EQL actor's inputs and decisions on the dataset's test split (through the perception
-    CNN, as the agent sees them), and on up to FIT_STATES training states (from the dataset's
-    own object boxes: no CNN, so they cost nothing)."""
+def dataset_states(
+    agent, checkpoint, dataset_path: Path, device: torch.device, seed: int = 0, effects: np.ndarray | None = None
+) -> tuple[States, States]:
+    """The EQL actor's inputs and decisions (as `effects`, where given) on the dataset's test
+    split (through the perception CNN, as the agent sees them), and on up to FIT_STATES training
+    states (from the dataset's own object boxes: no CNN, so they cost nothing)."""
     dataset = load_dataset(dataset_path)
     if dataset.meta["fingerprint"] != checkpoint.meta["dataset_fingerprint"]:
         raise InsightError(
@@ -99,20 +105,18 @@ def dataset_states(agent, checkpoint, dataset_path: Path, device: torch.device, 
     def ego(rows: np.ndarray) -> np.ndarray | None:
         return states[rows] if agent.config.state_size else None
 
-    inputs, actions = [], []
+    inputs = []
     for rows in data.test_rows.split(BATCH):
         state = ego(rows.cpu().numpy())
         out = agent(data.batch(rows)[0], None if state is None else torch.from_numpy(state).to(device))
         inputs.append(join(out.coordinates.float().cpu().numpy(), state))
-        actions.append(agent.greedy(out, "eql").cpu().numpy())
+    inputs = np.concatenate(inputs)
     train_rows = data.train_rows.cpu().numpy()
     if len(train_rows) > FIT_STATES:
         train_rows = np.sort(np.random.default_rng(seed).choice(train_rows, FIT_STATES, replace=False))
     fit_inputs = join(data.coordinates[torch.as_tensor(train_rows, device=device)].cpu().numpy(), ego(train_rows))
-    return (
-        States(np.concatenate(inputs), np.concatenate(actions)),
-        States(fit_inputs, eql_decisions(agent.eql, fit_inputs, agent.config.continuous)),
-    )
+    decide = partial(eql_decisions, agent.eql, continuous=agent.config.continuous, effects=effects)
+    return States(inputs, decide(inputs)), States(fit_inputs, decide(fit_inputs))
 
 
 def held_out_states(agent, checkpoint, dataset_path: Path, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +164,7 @@ def candidates(
         left_out = Focus({}, {})
         full = extract(eql, actor, config.threshold, config.digits)
     else:
-        decide = partial(eql_decisions, eql, continuous=actor.continuous)
+        decide = partial(eql_decisions, eql, continuous=actor.continuous, effects=judge.effects)
         left_out = focus(decide, fit_states.inputs, actor.variables, actor.continuous)
         full = extract_within(eql, actor, config.threshold, config.digits, SEARCH_TERMS)
     pruned = pruned_policies(eql, actor, left_out, budgets, config) if config.fit != "refit" else {}
@@ -188,11 +192,12 @@ def run(config: ExtractConfig) -> ExtractResult:
     agent, checkpoint = load_agent(path, device, require_eql=True)
     game = get_game(checkpoint.meta["game"])
     actor = interface(agent, checkpoint, game)
+    effects = None if game.continuous else game.effects  # decisions with the same effect count as one
     held_out, fit_states = dataset_states(
-        agent, checkpoint, Path(config.dataset or checkpoint.meta["dataset"]), device, config.seed
+        agent, checkpoint, Path(config.dataset or checkpoint.meta["dataset"]), device, config.seed, effects
     )
     with Player(agent, game, config.episodes, config.max_steps, device) if config.episodes else nullcontext() as player:
-        judge = Judge(held_out, player, config.seed)
+        judge = Judge(held_out, player, config.seed, effects)
         left_out, points, chosen = candidates(config, agent.eql, actor, fit_states, player, judge)
         tradeoff = [
             row(policy, budget, judge(policy), policy is chosen and budget == config.max_terms)
@@ -210,6 +215,7 @@ def run(config: ExtractConfig) -> ExtractResult:
         "max_steps": config.max_steps,
         "max_terms": config.max_terms,
         "fit": config.fit,
+        "same_effect": game.same_effect,  # fidelity counts these choices as the ones they stand for
         "terms": dict(zip(actor.actions, chosen.term_counts)),
         "left_out": left_out.reasons,
         "tradeoff": tradeoff,
@@ -221,4 +227,6 @@ def run(config: ExtractConfig) -> ExtractResult:
         "policy_tradeoff.png": plot_bytes(tradeoff, returns.get("eql"), game.name),
     }
     files = write_exports(Path(config.out or path.parent), chosen, document, extra)
-    return ExtractResult(files, chosen, agreement, returns, held_out.inputs, tradeoff, left_out.reasons)
+    return ExtractResult(
+        files, chosen, agreement, returns, held_out.inputs, tradeoff, left_out.reasons, game.same_effect
+    )

@@ -30,13 +30,18 @@ COLUMNS = (
 )
 
 
-def fidelity(policy: SymbolicPolicy, inputs: np.ndarray, decisions: np.ndarray, where: str) -> dict:
-    """How closely the policy acts like `decisions` (the EQL actor's) on (N, V) inputs:
-    `<where>_fidelity`, the share of agreeing states, and for continuous actions
-    `<where>_action_error`, the mean absolute difference of the action values."""
+def fidelity(
+    policy: SymbolicPolicy, inputs: np.ndarray, decisions: np.ndarray, where: str, effects: np.ndarray | None = None
+) -> dict:
+    """How closely the policy acts like `decisions` (the EQL actor's, as effects) on (N, V)
+    inputs: `<where>_fidelity`, the share of agreeing states (two choices with the same effect,
+    see GameSpec.effects, agree), and for continuous actions `<where>_action_error`, the mean
+    absolute difference of the action values."""
     if not len(decisions):
         return {f"{where}_states": 0, f"{where}_fidelity": float("nan")}
     chosen = policy.choose(inputs)
+    if effects is not None and not policy.continuous:
+        chosen = effects[chosen]
     measured = {
         f"{where}_states": len(decisions),
         f"{where}_fidelity": float(agree(chosen, decisions, policy.continuous).mean()),
@@ -58,8 +63,8 @@ class Judge:
     `seed` (where the EQL actor's start too) and their return. `measure` plays many sets of
     equations (and the EQL actor) at once."""
 
-    def __init__(self, held_out: States, player: Player | None, seed: int):
-        self.held_out, self.player, self.seed = held_out, player, seed
+    def __init__(self, held_out: States, player: Player | None, seed: int, effects: np.ndarray | None = None):
+        self.held_out, self.player, self.seed, self.effects = held_out, player, seed, effects
         self._measured: dict[tuple, dict] = {}
         self._eql: Rollout | None = None
 
@@ -80,9 +85,10 @@ class Judge:
         if self._eql is None and rollouts:
             self._eql = rollouts.pop(0)
         for index, (key, policy) in enumerate(todo.items()):
-            measured = fidelity(policy, *self.held_out, "held_out")
+            measured = fidelity(policy, *self.held_out, "held_out", self.effects)
             if rollouts:
-                measured.update(fidelity(policy, rollouts[index].inputs, rollouts[index].labels, "rollout"))
+                rollout = rollouts[index]
+                measured.update(fidelity(policy, rollout.inputs, rollout.labels, "rollout", self.effects))
                 measured["return"] = float(rollouts[index].returns.mean())
             self._measured[key] = measured
 

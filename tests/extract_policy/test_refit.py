@@ -4,7 +4,7 @@ import numpy as np
 
 from insight_cli.extract_policy.refit import candidate_monomials, eligible, monomial_values, refit
 from insight_cli.extract_policy.symbolic import Interface, variables_for
-from insight_cli.extract_policy.tradeoff import BUDGETS
+from insight_cli.extract_policy.tradeoff import BUDGETS, fidelity
 
 OBJECTS, ACTIONS = ["ball", "paddle", "wall", "bird"], ["NOOP", "RIGHT", "LEFT"]
 INTERFACE = Interface(variables_for(OBJECTS), ACTIONS)
@@ -106,3 +106,36 @@ def test_a_refit_takes_seconds_on_pong_sized_inputs():
     policies = refit(inputs, decisions, list(range(152)), interface, list(BUDGETS), digits=3)
     assert time.perf_counter() - start < 30  # generous: about 2 s on one core
     assert all(max(policy.term_counts) <= budget for policy, budget in zip(policies, BUDGETS))
+
+
+def test_choices_with_the_same_effect_agree_and_their_alias_gets_no_equation():
+    # ACTIONS + an alias of RIGHT that the actor picks half the time it moves right
+    names = [*ACTIONS, "RIGHTFIRE"]
+    effects = np.array([0, 1, 2, 1])
+    rng = np.random.default_rng(1)
+    inputs = rng.random((3000, len(NAMES)))
+    choices = toward_the_ball(inputs).argmax(axis=1)
+    choices[(choices == 1) & (rng.random(len(choices)) < 0.5)] = 3
+    interface = Interface(INTERFACE.variables, names)
+    (policy,) = refit(inputs, effects[choices], EVERY, interface, [3], digits=3)
+    assert policy.term_counts[3] == 0  # the alias: its effect is RIGHT's, which has the terms
+    fresh = rng.random((2000, len(NAMES)))
+    truth = toward_the_ball(fresh).argmax(axis=1)
+    picked = policy.choose(fresh)
+    strict = fidelity(policy, fresh, truth, "test")["test_fidelity"]
+    by_effect = fidelity(policy, fresh, truth, "test", effects)["test_fidelity"]
+    assert by_effect >= 0.98 and by_effect >= strict
+    assert np.mean(effects[picked] == truth) == by_effect
+
+
+def test_fidelity_counts_an_alias_as_the_action_it_stands_for():
+    names, effects = [*ACTIONS, "RIGHTFIRE"], np.array([0, 1, 2, 1])
+    rng = np.random.default_rng(2)
+    inputs = rng.random((3000, len(NAMES)))
+    choices = toward_the_ball(inputs).argmax(axis=1)
+    choices[choices == 1] = 3  # equations that always move right by the alias
+    (policy,) = refit(inputs, choices, EVERY, Interface(INTERFACE.variables, names), [3], digits=3)
+    fresh = rng.random((2000, len(NAMES)))
+    truth = toward_the_ball(fresh).argmax(axis=1)  # the actor's decisions, as effects
+    assert fidelity(policy, fresh, truth, "test")["test_fidelity"] <= 0.7
+    assert fidelity(policy, fresh, truth, "test", effects)["test_fidelity"] >= 0.97
