@@ -40,6 +40,16 @@ class Reply:
     left_out: int = 0  # earlier exchanges of the dialogue left out to fit --context-tokens
 
 
+# response_format forms, best first: what the answer records as its output format, and the body
+RESPONSE_FORMATS = {
+    "json_schema": ("response_format json_schema", lambda schema: {"type": "json_schema", "json_schema": schema}),
+    "json_object": (
+        "response_format json_object with the schema",
+        lambda schema: {"type": "json_object", "schema": schema["schema"]},
+    ),
+}
+
+
 class OpenAIBackend:
     """Chat completions through the `openai` package: OPENAI_API_KEY, and OPENAI_BASE_URL (or
     --base-url) for any compatible server (vLLM, Ollama, llama.cpp). Every answer is at most
@@ -48,7 +58,8 @@ class OpenAIBackend:
     429 and 5xx are retried with exponential backoff; a timed-out request never is: a local server
     goes on computing it, so a retry would only queue behind it. A server that cannot be reached
     at all is reported at once. The claims come back under the response_format json_schema where
-    the server takes one, else in the fenced block the prompts ask for."""
+    the server takes one, else under json_object with the schema (llama.cpp's server takes that
+    form and turns the schema into a grammar), else in the fenced block the prompts ask for."""
 
     def __init__(
         self,
@@ -72,7 +83,7 @@ class OpenAIBackend:
         self.openai = openai
         self.model, self.temperature, self.timeout, self.retries = model, temperature, timeout, retries
         self.max_tokens, self.budget, self.transcript = max_tokens, TokenBudget(context_tokens), transcript
-        self.json_schema = True  # until the server refuses a response_format
+        self.formats = list(RESPONSE_FORMATS)  # the response_formats not refused yet, best first
         self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         self.client = openai.OpenAI(
             api_key=key,
@@ -84,7 +95,7 @@ class OpenAIBackend:
 
     @property
     def output_format(self) -> str:
-        return "response_format json_schema" if self.json_schema else "fenced json block"
+        return RESPONSE_FORMATS[self.formats[0]][0] if self.formats else "fenced json block"
 
     def _check_reachable(self) -> None:
         """Connect once (through the proxy, if one applies): a dead server then fails in seconds,
@@ -135,11 +146,16 @@ class OpenAIBackend:
 
     def _create(self, messages: list[dict], schema: dict, max_tokens: int):
         request = {"model": self.model, "messages": messages, "temperature": self.temperature, "max_tokens": max_tokens}
-        if self.json_schema:
+        openai = self.openai
+        while self.formats:
+            body = RESPONSE_FORMATS[self.formats[0]][1](schema)
             try:
-                return self._send({**request, "response_format": {"type": "json_schema", "json_schema": schema}})
-            except (self.openai.BadRequestError, self.openai.UnprocessableEntityError):
-                self.json_schema = False  # the server takes no schema: the fenced block the prompts ask for it is
+                return self._send({**request, "response_format": body})
+            except (openai.BadRequestError, openai.UnprocessableEntityError, openai.InternalServerError) as error:
+                # llama.cpp's server answers a response_format it does not know with a 500
+                if isinstance(error, openai.InternalServerError) and "response_format" not in str(error.message):
+                    raise
+                self.formats.pop(0)  # then the next form, and at last the fenced block the prompts ask for
         return self._send(request)
 
     def _send(self, request: dict):

@@ -42,7 +42,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
     by the start of the question. The first `failures` requests answer 503; the requests
     numbered in `slow` (from 1; None: every one) take `delay` seconds; from request `broken_from`
     on (counting from 0) every one answers 500; answers to questions starting with one of `cut`
-    end with finish_reason "length"; a response_format is refused (400) when `refuse_schema`."""
+    end with finish_reason "length"; a response_format whose type is in `refused` is refused with
+    that status (llama.cpp's server: 500 for json_schema, json_object with a schema taken)."""
 
     requests: list[dict] = []
     answers = ANSWERS
@@ -51,7 +52,7 @@ class FakeOpenAI(BaseHTTPRequestHandler):
     slow = None
     broken_from = None
     cut = ()
-    refuse_schema = False
+    refused: dict[str, int] = {}
 
     def do_POST(self):
         cls = type(self)
@@ -68,10 +69,10 @@ class FakeOpenAI(BaseHTTPRequestHandler):
             return self._send(404, {"error": {"message": "no such model", "type": "invalid_request_error"}})
         if cls.broken_from is not None and len(cls.requests) > cls.broken_from:
             return self._send(500, {"error": {"message": "the model crashed", "type": "server_error"}})
-        if cls.refuse_schema and "response_format" in body:
-            return self._send(
-                400, {"error": {"message": "response_format is not supported", "type": "invalid_request_error"}}
-            )
+        refused = cls.refused.get(body.get("response_format", {}).get("type"))
+        if refused:
+            message = "Input should be 'text' or 'json_object' (body.response_format.type)"
+            return self._send(refused, {"error": {"message": message, "type": "invalid_request_error"}})
         question = body["messages"][-1]["content"]
         answer = next(text for start, text in cls.answers.items() if question.startswith(start))
         finish = "length" if question.startswith(cls.cut) else "stop"
@@ -407,15 +408,36 @@ def test_a_server_failing_mid_dialogue_keeps_the_answers_so_far(catch_run, tmp_p
 
 def test_a_server_that_refuses_response_format_gets_fenced_blocks(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
-    monkeypatch.setattr(FakeOpenAI, "refuse_schema", True)
+    monkeypatch.setattr(FakeOpenAI, "refused", {"json_schema": 400, "json_object": 400})
     result = run(
         ExplainConfig(
             checkpoint=catch_run, llm="fake-model", base_url=server, decisions=0, simulate=1, out=tmp_path, device="cpu"
         )
     )
-    formats = ["response_format" in r for r in FakeOpenAI.requests]
-    assert formats == [True] + [False] * 5  # asked once with the schema, then (that question too) without
+    formats = [r.get("response_format", {}).get("type") for r in FakeOpenAI.requests]
+    assert formats == ["json_schema", "json_object"] + [None] * 5  # each form once, then (that question too) none
     assert result.document["output_format"] == "fenced json block"
+
+
+def test_a_llama_cpp_server_gets_the_schema_as_json_object(catch_run, tmp_path, server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "good-key")
+    monkeypatch.setattr(FakeOpenAI, "refused", {"json_schema": 500})  # as llama-cpp-python 0.3.36 answers it
+    result = run(
+        ExplainConfig(
+            checkpoint=catch_run,
+            llm="fake-model",
+            base_url=server,
+            decisions=0,
+            simulate=1,
+            out=tmp_path,
+            device="cpu",
+            retries=0,
+        )
+    )
+    formats = [r.get("response_format", {}).get("type") for r in FakeOpenAI.requests]
+    assert formats == ["json_schema"] + ["json_object"] * 5
+    assert FakeOpenAI.requests[1]["response_format"]["schema"]["required"] == ["answer", "claims"]
+    assert result.document["output_format"] == "response_format json_object with the schema"
 
 
 def test_a_prompt_over_the_context_budget_is_one_line_naming_it(catch_run, tmp_path, server, monkeypatch):
