@@ -380,7 +380,7 @@ DENSE_ENTRIES = 8_000_000  # the largest coefficient tensor the one-layer expans
 class Forms(dict):
     """A polynomial as {degree: coefficient tensor} over n variables: degree 0 a number, degree
     d an (n,) * d array whose entry [i, j, ..] multiplies y_i y_j ... Products are outer
-    products, so a one-layer actor expands in numpy (about 100x faster than the ring)."""
+    products, so a one-layer actor expands in numpy (about 10x faster than the ring)."""
 
     def __add__(self, other):
         if not isinstance(other, Forms):
