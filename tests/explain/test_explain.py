@@ -406,38 +406,30 @@ def test_a_server_failing_mid_dialogue_keeps_the_answers_so_far(catch_run, tmp_p
         run(replace(config, llm="offline", resume=True))
 
 
-def test_a_server_that_refuses_response_format_gets_fenced_blocks(catch_run, tmp_path, server, monkeypatch):
+@pytest.mark.parametrize(
+    ("refused", "formats", "output_format"),
+    [
+        # a server that takes no response_format: each form asked once, then (that question too) none
+        ({"json_schema": 400, "json_object": 400}, ["json_schema", "json_object"] + [None] * 5, "fenced json block"),
+        # llama-cpp-python 0.3.36: json_schema answered with a 500, json_object with the schema taken
+        ({"json_schema": 500}, ["json_schema"] + ["json_object"] * 5, "response_format json_object with the schema"),
+    ],
+    ids=["no response_format", "llama.cpp"],
+)
+def test_the_claims_come_in_the_first_form_the_server_takes(
+    catch_run, tmp_path, server, monkeypatch, refused, formats, output_format
+):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
-    monkeypatch.setattr(FakeOpenAI, "refused", {"json_schema": 400, "json_object": 400})
-    result = run(
-        ExplainConfig(
-            checkpoint=catch_run, llm="fake-model", base_url=server, decisions=0, simulate=1, out=tmp_path, device="cpu"
-        )
+    monkeypatch.setattr(FakeOpenAI, "refused", refused)
+    config = ExplainConfig(
+        checkpoint=catch_run, llm="fake-model", base_url=server, decisions=0, simulate=1, out=tmp_path, device="cpu"
     )
-    formats = [r.get("response_format", {}).get("type") for r in FakeOpenAI.requests]
-    assert formats == ["json_schema", "json_object"] + [None] * 5  # each form once, then (that question too) none
-    assert result.document["output_format"] == "fenced json block"
-
-
-def test_a_llama_cpp_server_gets_the_schema_as_json_object(catch_run, tmp_path, server, monkeypatch):
-    monkeypatch.setenv("OPENAI_API_KEY", "good-key")
-    monkeypatch.setattr(FakeOpenAI, "refused", {"json_schema": 500})  # as llama-cpp-python 0.3.36 answers it
-    result = run(
-        ExplainConfig(
-            checkpoint=catch_run,
-            llm="fake-model",
-            base_url=server,
-            decisions=0,
-            simulate=1,
-            out=tmp_path,
-            device="cpu",
-            retries=0,
-        )
-    )
-    formats = [r.get("response_format", {}).get("type") for r in FakeOpenAI.requests]
-    assert formats == ["json_schema"] + ["json_object"] * 5
-    assert FakeOpenAI.requests[1]["response_format"]["schema"]["required"] == ["answer", "claims"]
-    assert result.document["output_format"] == "response_format json_object with the schema"
+    result = run(replace(config, retries=0))
+    assert [r.get("response_format", {}).get("type") for r in FakeOpenAI.requests] == formats
+    assert result.document["output_format"] == output_format
+    if "json_object" in formats:
+        taken = FakeOpenAI.requests[formats.index("json_object")]["response_format"]
+        assert taken["schema"]["required"] == ["answer", "claims"]
 
 
 def test_a_prompt_over_the_context_budget_is_one_line_naming_it(catch_run, tmp_path, server, monkeypatch):
