@@ -121,6 +121,12 @@ def server(monkeypatch):
         yield url
 
 
+def fake_llm(catch_run, server, tmp_path, **settings) -> ExplainConfig:
+    """An explanation of the Catch run by the fake server's model, written to tmp_path on the CPU."""
+    settings = {"out": tmp_path, "device": "cpu", **settings}
+    return ExplainConfig(checkpoint=catch_run, llm="fake-model", base_url=server, **settings)
+
+
 def test_offline_explanation_is_complete_and_faithful(catch_run, tmp_path):
     result = run(ExplainConfig(checkpoint=catch_run, decisions=2, out=tmp_path, device="cpu"))
     document = json.loads((tmp_path / "explanation.json").read_text())
@@ -152,19 +158,7 @@ def test_a_dataset_frame(catch_run, tmp_path):
 def test_llm_dialogue_over_http_and_its_claims_checked(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "failures", 1)  # the client retries with backoff
-    result = run(
-        ExplainConfig(
-            checkpoint=catch_run,
-            llm="fake-model",
-            base_url=server,
-            decisions=1,
-            retries=2,
-            temperature=0.3,
-            simulate=3,
-            out=tmp_path,
-            device="cpu",
-        )
-    )
+    result = run(fake_llm(catch_run, server, tmp_path, decisions=1, retries=2, temperature=0.3, simulate=3))
     requests = FakeOpenAI.requests[1:]
     assert len(requests) == 4 + 1 + 3  # three actions and the summary in one dialogue, a decision, three readers
     assert [len(r["messages"]) for r in requests[:4]] == [2, 4, 6, 8]  # each answer is kept for the next
@@ -203,17 +197,7 @@ def test_slow_server(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "delay", 2.0)
     with pytest.raises(InsightError, match="did not answer in time"):
-        run(
-            ExplainConfig(
-                checkpoint=catch_run,
-                llm="fake-model",
-                base_url=server,
-                decisions=0,
-                retries=0,
-                timeout=0.3,
-                out=tmp_path,
-            )
-        )
+        run(fake_llm(catch_run, server, tmp_path, decisions=0, retries=0, timeout=0.3))
 
 
 def test_unreachable_server(catch_run, tmp_path, monkeypatch):
@@ -333,18 +317,7 @@ def test_offline_explanation_meets_the_targets_on_catch(catch_run, tmp_path):
 def test_an_answer_cut_off_at_max_tokens_is_reported(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "cut", ("Explain the action RIGHT",))
-    result = run(
-        ExplainConfig(
-            checkpoint=catch_run,
-            llm="fake-model",
-            base_url=server,
-            decisions=0,
-            simulate=0,
-            max_tokens=100,
-            out=tmp_path,
-            device="cpu",
-        )
-    )
+    result = run(fake_llm(catch_run, server, tmp_path, decisions=0, simulate=0, max_tokens=100))
     assert [section["truncated"] for section in result.document["policy"]] == [False, True, False, False]
     assert result.faithfulness["truncated"] == 1 and FakeOpenAI.requests[0]["max_tokens"] == 100
     assert "at --max-tokens 100, or where the server's context ran out" in (tmp_path / "explanation.md").read_text()
@@ -354,17 +327,7 @@ def test_a_timed_out_request_is_not_sent_again_and_resume_continues(catch_run, t
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "delay", 3.0)
     monkeypatch.setattr(FakeOpenAI, "slow", {2})  # the question about RIGHT
-    config = ExplainConfig(
-        checkpoint=catch_run,
-        llm="fake-model",
-        base_url=server,
-        decisions=0,
-        simulate=0,
-        timeout=0.5,
-        retries=3,
-        out=tmp_path,
-        device="cpu",
-    )
+    config = fake_llm(catch_run, server, tmp_path, decisions=0, simulate=0, timeout=0.5, retries=3)
     with pytest.raises(InsightError, match=r"did not answer in time \(--timeout 0.5 s\).*--resume"):
         run(config)
     assert len(FakeOpenAI.requests) == 2  # no retry queued behind the request the server is still computing
@@ -380,16 +343,7 @@ def test_a_timed_out_request_is_not_sent_again_and_resume_continues(catch_run, t
 def test_a_server_failing_mid_dialogue_keeps_the_answers_so_far(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "broken_from", 2)
-    config = ExplainConfig(
-        checkpoint=catch_run,
-        llm="fake-model",
-        base_url=server,
-        decisions=1,
-        simulate=2,
-        retries=1,
-        out=tmp_path,
-        device="cpu",
-    )
+    config = fake_llm(catch_run, server, tmp_path, decisions=1, simulate=2, retries=1)
     with pytest.raises(InsightError, match="answered 500: the model crashed"):
         run(config)
     assert len(FakeOpenAI.requests) == 3 + 1  # the third question, and its one retry
@@ -421,9 +375,7 @@ def test_the_claims_come_in_the_first_form_the_server_takes(
 ):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "refused", refused)
-    config = ExplainConfig(
-        checkpoint=catch_run, llm="fake-model", base_url=server, decisions=0, simulate=1, out=tmp_path, device="cpu"
-    )
+    config = fake_llm(catch_run, server, tmp_path, decisions=0, simulate=1)
     result = run(replace(config, retries=0))
     assert [r.get("response_format", {}).get("type") for r in FakeOpenAI.requests] == formats
     assert result.document["output_format"] == output_format
@@ -439,37 +391,14 @@ def test_a_prompt_over_the_context_budget_is_one_line_naming_it(catch_run, tmp_p
         match=r"the policy prompt takes about [\d,]+ tokens, more than the 500 of "
         r"--context-tokens 600 left after 100 for the answer",
     ) as error:
-        run(
-            ExplainConfig(
-                checkpoint=catch_run,
-                llm="fake-model",
-                base_url=server,
-                decisions=0,
-                context_tokens=600,
-                max_tokens=100,
-                out=tmp_path,
-                device="cpu",
-            )
-        )
+        run(fake_llm(catch_run, server, tmp_path, decisions=0, context_tokens=600, max_tokens=100))
     assert FakeOpenAI.requests == [] and "\n" not in str(error.value)
 
 
 def test_a_long_dialogue_leaves_out_its_oldest_exchanges(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "answers", {**ANSWERS, "Explain the action NOOP": "NOOP waits. " * 150})
-    result = run(
-        ExplainConfig(
-            checkpoint=catch_run,
-            llm="fake-model",
-            base_url=server,
-            decisions=0,
-            simulate=0,
-            context_tokens=1800,
-            max_tokens=200,
-            out=tmp_path,
-            device="cpu",
-        )
-    )
+    result = run(fake_llm(catch_run, server, tmp_path, decisions=0, simulate=0, context_tokens=1800, max_tokens=200))
     assert [section["left_out"] for section in result.document["policy"]][0] == 0
     assert max(section["left_out"] for section in result.document["policy"]) >= 1
     assert all(r["messages"][0]["role"] == "system" for r in FakeOpenAI.requests)
@@ -498,17 +427,7 @@ STRUCTURED = {  # a model that gives claims blocks; its prose about LEFT says th
 def test_claims_blocks_are_checked_and_the_prose_is_a_second_opinion(catch_run, tmp_path, server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "good-key")
     monkeypatch.setattr(FakeOpenAI, "answers", STRUCTURED)
-    result = run(
-        ExplainConfig(
-            checkpoint=catch_run,
-            llm="fake-model",
-            base_url=server,
-            frame_index=5,
-            simulate=4,
-            out=tmp_path,
-            device="cpu",
-        )
-    )
+    result = run(fake_llm(catch_run, server, tmp_path, frame_index=5, simulate=4))
     policy = result.document["policy"]
     assert [s["claims_from"] for s in policy] == ["claims block"] * 3 + ["prose"]
     assert [(c["variable"], c["action"], c["direction"], c["verdict"]) for c in policy[2]["claims"]] == [
