@@ -182,26 +182,7 @@ def test_two_cpu_ranks_stay_in_sync_and_only_rank_zero_writes(catch, tmp_path):
         "29517",
         "-m",
         "insight_cli",
-        "train",
-        "--game",
-        "Catch",
-        "--load-cnn",
-        "--perception",
-        str(catch / "perception.ckpt"),
-        "--dataset",
-        str(catch / "dataset"),
-        "--total-steps",
-        "256",
-        "--num-envs",
-        "4",
-        "--num-steps",
-        "16",
-        "--eval-episodes",
-        "1",
-        "--run-name",
-        "ddp",
-        "--device",
-        "cpu",
+        *_train_args(catch, "--total-steps", "256", "--eval-episodes", "1", "--run-name", "ddp"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -299,11 +280,9 @@ def test_a_failed_train_leaves_no_empty_run_folder(catch, tmp_path):
     assert not (tmp_path / "runs" / "tiny").exists()
 
 
-def _train_command(catch, *extra):
+def _train_args(catch, *options):
+    """`insight train` on the Catch fixture with its pretrained CNN, 4 envs x 16 steps on the CPU."""
     return [
-        sys.executable,
-        "-m",
-        "insight_cli",
         "train",
         "--game",
         "Catch",
@@ -312,22 +291,19 @@ def _train_command(catch, *extra):
         str(catch / "perception.ckpt"),
         "--dataset",
         str(catch / "dataset"),
-        "--total-steps",
-        "1280",
         "--num-envs",
         "4",
         "--num-steps",
         "16",
-        "--eval-episodes",
-        "0",
-        "--eval-every",
-        "0.05",
-        "--run-name",
-        "killed",
         "--device",
         "cpu",
-        *extra,
+        *options,
     ]
+
+
+def _train_command(catch, *extra):
+    options = ("--total-steps", "1280", "--eval-episodes", "0", "--eval-every", "0.05", "--run-name", "killed")
+    return [sys.executable, "-m", "insight_cli", *_train_args(catch, *options, *extra)]
 
 
 def _wait_for(path, process, seconds=120):
