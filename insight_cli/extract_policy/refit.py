@@ -80,7 +80,7 @@ def scores_of_terms(features: np.ndarray, residual: np.ndarray) -> np.ndarray:
     return np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 1e-12)
 
 
-def _refit(
+def fit_coefficients(
     features: np.ndarray, targets: np.ndarray, active: np.ndarray, start: np.ndarray, continuous: bool
 ) -> np.ndarray:
     """The (A, C) coefficients minimising the penalised loss with only the `active` (A, C) ones
@@ -134,7 +134,7 @@ def forward_selection(
         grown = (statistics[best, np.arange(n_actions)] >= Z_MIN) & taken
         active[np.flatnonzero(grown), best[grown]] = True
         if grown.any():
-            coefficients = _refit(features, targets, active, coefficients, continuous)
+            coefficients = fit_coefficients(features, targets, active, coefficients, continuous)
         if budget in budgets:
             fits.append(coefficients.copy())
     return fits
