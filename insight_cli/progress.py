@@ -23,10 +23,11 @@ LOG_EVERY = 60.0  # seconds between plain progress lines when the console is a f
 
 
 def average_rate(task: Task) -> float:
-    """Units per second since the task started (a resumed task counts from where it resumed: its
-    `start` field). rich's own estimate is done over the last few updates, which for episodes that
-    end together (same horizon) reads thousands per second."""
-    done = task.completed - task.fields.get("start", 0)
+    """Units per second since the task started; a resumed task counts from where it resumed, its
+    `done_before` field (not `start`: that is add_task's flag, and start=0 left a fresh run's task
+    unstarted, with no rate). rich's own estimate is done over the last few updates, which for
+    episodes that end together (same horizon) reads thousands per second."""
+    done = task.completed - task.fields.get("done_before", 0)
     return done / task.elapsed if done and task.elapsed else 0.0
 
 

@@ -1,4 +1,5 @@
 import io
+import time
 
 from rich.console import Console
 
@@ -34,3 +35,12 @@ def test_a_bar_on_a_terminal_or_a_disabled_one_adds_no_lines(monkeypatch):
             task = bar.add_task("train Pong", total=10)
             bar.update(task, advance=5)
         assert "5/10 env steps (50%)" not in console.file.getvalue()
+
+
+def test_a_resumed_task_counts_its_rate_from_where_it_resumed():
+    with progress.progress_bar("env steps", enabled=False) as bar:
+        task = bar.add_task("train Pong", total=1000, completed=500, done_before=500)
+        time.sleep(0.05)
+        bar.update(task, advance=10)
+    (state,) = bar.tasks
+    assert state.started and 0 < progress.average_rate(state) <= 10 / 0.05

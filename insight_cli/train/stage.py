@@ -332,7 +332,9 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
     started, steps_at_start, steps_per_second = time.perf_counter(), run.global_step, 0.0
     with _Stop.on_interrupt(), progress_bar("env steps", ranks.main) as progress:
         total = plan.num_updates * plan.batch_per_update
-        task = progress.add_task(f"train {game.name}", total=total, completed=run.global_step, start=run.global_step)
+        task = progress.add_task(
+            f"train {game.name}", total=total, completed=run.global_step, done_before=run.global_step
+        )
         for update in range(run.update + 1, plan.num_updates + 1):
             imitating, lr, reg_weight_now = schedule(
                 update, plan.ppo_updates, plan.dagger_updates, config.lr, config.reg_weight

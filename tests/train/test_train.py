@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -191,6 +192,16 @@ def test_two_cpu_ranks_stay_in_sync_and_only_rank_zero_writes(catch, tmp_path):
     assert result["world_size"] == 2 and result["ranks_in_sync"] is True
     assert result["global_step"] == 256  # 2 ranks x 4 envs x 16 steps x 2 updates
     assert [p.name for p in (tmp_path / "data" / "Catch" / "runs").iterdir()] == ["ddp"]
+
+
+def test_a_run_logging_to_a_file_reports_its_progress_and_rate(catch, tmp_path, monkeypatch, capsys):
+    from insight_cli import progress
+
+    monkeypatch.setattr(progress, "LOG_EVERY", 0.0)
+    run(tiny(catch, tmp_path))
+    lines = [line for line in capsys.readouterr().err.splitlines() if " env steps (" in line]
+    assert [line.split(": ")[-1].split(" env steps")[0] for line in lines] == ["64/192", "128/192", "192/192"]
+    assert all(re.search(r"\), [0-9][0-9,.]* env steps/s", line) for line in lines), lines
 
 
 def test_frozen_cnn_keeps_the_pretrained_weights(catch, tmp_path):
