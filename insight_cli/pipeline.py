@@ -285,7 +285,7 @@ def run(config: PipelineConfig) -> PipelineResult:
     for number, stage in enumerate(STAGES, start=1):
         output, inputs = outputs[stage]
         same = manifest.get(stage) == settings(stage)
-        resume = stage == "train" and same and not stale and _unfinished(checkpoint)
+        resume = stage == "train" and not stale and _unfinished(checkpoint, configs["train"])
         if not stale and same and not resume and _newer(output, *inputs):
             skipped.append(stage)
             console.rule(f"[{number}/{len(STAGES)}] {stage}: up to date")
@@ -314,11 +314,15 @@ def run(config: PipelineConfig) -> PipelineResult:
     )
 
 
-def _unfinished(checkpoint: Path) -> bool:
-    """A run.ckpt whose training stopped before its last update (Ctrl-C)."""
+def _unfinished(checkpoint: Path, config) -> bool:
+    """A run.ckpt whose training stopped before its last update (Ctrl-C, a kill) and was made
+    with `config`'s settings: one `--resume` continues. Its own config says so, not the manifest,
+    which records a stage's settings only once the stage has finished (so a first run, or one
+    with new settings, would otherwise start again from scratch)."""
     from insight_cli.checkpoint import load_checkpoint
+    from insight_cli.train.run_state import changed_settings
 
     if not checkpoint.exists():
         return False
-    meta = load_checkpoint(checkpoint, kind="run").meta
-    return meta["update"] < meta["num_updates"]
+    saved = load_checkpoint(checkpoint, kind="run")
+    return saved.meta["update"] < saved.meta["num_updates"] and not changed_settings(saved.config, config)

@@ -53,3 +53,28 @@ def test_unknown_preset():
     with pytest.raises(UsageError, match="--preset"):
         run(PipelineConfig(game="Catch", preset="huge"))
     assert runner.invoke(app, ["pipeline", "--preset", "huge"]).exit_code == 2
+
+
+@pytest.mark.slow
+def test_a_first_train_interrupted_resumes_where_it_stopped(tmp_path, monkeypatch):
+    """The manifest records train's settings only once it finishes: the run's own checkpoint
+    must say that it can be resumed (before, a first run stopped by Ctrl-C started again)."""
+    from insight_cli.train import stage
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(pipeline.PRESETS, "demo", Preset(**{**TINY.__dict__, "total_steps": 4 * 8 * 16}))
+    schedule, updates = stage.schedule, []
+
+    def recorded(update, *args):
+        updates.append(update)
+        if update == 2 and len(updates) == 2:
+            stage._Stop.requested = True  # as Ctrl-C during the second update
+        return schedule(update, *args)
+
+    monkeypatch.setattr(stage, "schedule", recorded)
+    with pytest.raises(KeyboardInterrupt):
+        run(PipelineConfig(game="Catch", preset="demo", device="cpu"))
+    result = run(PipelineConfig(game="Catch", preset="demo", device="cpu"))
+    assert updates == [1, 2, 3, 4] and result.ran == list(pipeline.STAGES[2:])
+    train = json.loads((tmp_path / "data/Catch/runs/demo/result.json").read_text())
+    assert train["global_step"] == 4 * 8 * 16 and not train["interrupted"]

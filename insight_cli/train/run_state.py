@@ -97,9 +97,7 @@ class RunState:
         its resume file is missing or not its own."""
         checkpoint_path = self.checkpoint_path
         checkpoint = load_checkpoint(checkpoint_path, kind="run")
-        saved = {key: value for key, value in checkpoint.config.items() if key not in UNCHECKED_ON_RESUME}
-        now = {key: value for key, value in plain_config(self.config).items() if key not in UNCHECKED_ON_RESUME}
-        changed = sorted(key for key in now if saved.get(key) != now[key])
+        changed = changed_settings(checkpoint.config, self.config)
         if changed:
             raise InsightError(
                 f"--resume: {checkpoint_path} was trained with other settings ({', '.join(changed)})",
@@ -137,6 +135,13 @@ class RunState:
         )
         self.update, self.global_step = resume["update"], resume["global_step"]
         self.last_eval, self.rows = resume["last_eval"], resume["rows"]
+
+
+def changed_settings(saved: dict, config: TrainConfig) -> list[str]:
+    """The options of `config` that differ from a checkpoint's `saved` config, apart from those
+    a resumed run may change: empty when the run can be resumed with `config`."""
+    now = {key: value for key, value in plain_config(config).items() if key not in UNCHECKED_ON_RESUME}
+    return sorted(key for key in now if saved.get(key) != now[key])
 
 
 def observed_states(env, state_size: int, device: torch.device) -> torch.Tensor:
