@@ -84,7 +84,7 @@ class LoggedProgress(Progress):
             return
         self._logged[task_id] = now
         task = next(task for task in self.tasks if task.id == task_id)
-        self.console.print(progress_line(task, self.unit), markup=False, highlight=False)
+        self.console.print(progress_line(task, self.unit), markup=False, highlight=False, soft_wrap=True)
 
 
 def progress_bar(unit: str, enabled: bool = True) -> Progress:
