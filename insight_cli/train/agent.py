@@ -21,6 +21,7 @@ from insight_cli.train.eql import INVERSE_TEMPERATURE, EqlActor, EqlConfig
 
 NEURAL_HIDDEN = 512
 LOG_STD_START = -0.5  # squashed Gaussian: the actors' initial log standard deviation
+SPREAD_FLOOR = 0.1  # the least feature spread the heads' scale divides by, times the median one
 
 
 @dataclass(frozen=True)
@@ -103,23 +104,31 @@ class Agent(nn.Module):
         if config.continuous:
             self.neural_log_std = nn.Parameter(torch.full((actions,), LOG_STD_START))
             self.eql_log_std = nn.Parameter(torch.full((actions,), LOG_STD_START))
-        # The heads see the encoder vector minus its mean over the dataset's frames, fixed when
-        # training starts. A pretrained encoder's vector changes little from frame to frame; fed
-        # raw, Adam moves every first-layer unit along that common part at once and the heads'
-        # ReLUs die (measured on Catch: 1% of the actor's units alive, no learning). The shift
-        # is absorbed by the first layers' biases, so the heads compute the same functions.
+        # The heads see the encoder vector standardised by its mean and spread over the dataset's
+        # frames, both fixed when training starts. A pretrained encoder's vector changes little
+        # from frame to frame; fed raw, Adam moves every first-layer unit along that common part
+        # at once and the heads' ReLUs die (measured on Catch: 1% of the actor's units alive, no
+        # learning). Centred but not scaled, what is left varies by about 0.01 per dimension
+        # (Pong, the cpu preset), so the heads' outputs hardly depend on the state until their
+        # weights have grown 100-fold. Both are a fixed affine map the first layers could absorb.
         self.register_buffer("feature_centre", torch.zeros(hidden))
+        self.register_buffer("feature_scale", torch.ones(hidden))
 
     def forward(self, frames: torch.Tensor, state: torch.Tensor | None = None) -> AgentOutput:
         """(B, 4, 84, 84) uint8 stacks (and (B, S) ego states) -> everything the update needs,
         from one encoder pass."""
         return self.decide(self.perception(frames), state)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Runs written before the heads' feature scale existed did not scale: load them so.
+        state_dict.setdefault(prefix + "feature_scale", torch.ones_like(self.feature_scale))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def decide(self, perception: PerceptionOutput, state: torch.Tensor | None = None) -> AgentOutput:
         """The actors and the critic on a perception output (computed now, or kept from the
         rollout while the perception network is frozen)."""
         coordinates = self.perception.object_coordinates(perception)
-        features = perception.features - self.feature_centre
+        features = (perception.features - self.feature_centre) * self.feature_scale
         if self.config.state_size:
             features = torch.cat([features, state], dim=1)
         return AgentOutput(
@@ -153,10 +162,17 @@ class Agent(nn.Module):
         return torch.tanh(scores.float()) if self.config.continuous else scores.argmax(dim=-1)
 
     @torch.no_grad()
-    def centre_features(self, frames: torch.Tensor, chunk: int = 256) -> None:
-        """Set the heads' feature centre to the mean encoder vector of `frames` (B, 4, 84, 84)."""
-        features = [self.perception.encoder(frames[start : start + chunk]) for start in range(0, len(frames), chunk)]
-        self.feature_centre.copy_(torch.cat(features).mean(dim=0))
+    def standardise_features(self, frames: torch.Tensor, chunk: int = 256) -> None:
+        """Set the heads' feature centre and scale from the encoder vectors of `frames` (B, 4, 84, 84):
+        each dimension's mean, and one over its standard deviation, floored at SPREAD_FLOOR times
+        the median one so that a dimension that hardly moved on the dataset is not blown up."""
+        features = torch.cat(
+            [self.perception.encoder(frames[start : start + chunk]) for start in range(0, len(frames), chunk)]
+        )
+        spread = features.std(dim=0) if len(features) > 1 else torch.ones_like(self.feature_scale)
+        floor = (SPREAD_FLOOR * spread.median()).clamp_min(1e-6)
+        self.feature_centre.copy_(features.mean(dim=0))
+        self.feature_scale.copy_(1.0 / torch.maximum(spread, floor))
 
     def non_eql_parameters(self) -> list[nn.Parameter]:
         """Everything but the EQL actor: what PPO trains (with neural guidance)."""
@@ -179,7 +195,7 @@ def load_agent(path, device: torch.device, game_name: str | None = None, require
     check_sizes(path, dims, ("n_objects", "hidden", "n_actions", "n_layers", "n_funcs"))
     check_sizes(path, {"state_size": 0, **dims}, ("state_size",), least=0)
     config = AgentConfig.from_dict(dims)
-    state = checkpoint.state["agent"]
+    state = {"feature_scale": torch.ones(config.perception.hidden), **checkpoint.state["agent"]}  # as on loading
     check_weights(path, expected_weights(path, lambda: Agent(config)), state, optional="eql.")
     if require_eql and not any(key.startswith("eql.") for key in state):
         raise InsightError(

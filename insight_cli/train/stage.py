@@ -40,7 +40,7 @@ from insight_cli.train.ppo import PpoSettings, Rollout, compute_gae, dagger_upda
 from insight_cli.train.run_state import EnvCursor, RunState, observed_states
 
 PERCEPTION_BATCH = 32
-CENTRE_FRAMES = 1024  # dataset stacks the heads' feature centre is the mean over
+CENTRE_FRAMES = 1024  # dataset stacks the heads' feature centre and scale are measured on
 CNN_WEIGHT_DECAY = 1e-4
 TRAIN_OUTPUTS = ("run.ckpt", "run.resume.*.ckpt", "metrics.parquet", "metrics.csv", "learning_curve.png", "result.json")
 LOCK = ".train.lock"  # in the run folder while a train writes it: the writer's pid
@@ -252,8 +252,8 @@ def _agent(config: TrainConfig, game, dataset, device: torch.device, ranks: dist
         agent.perception.load_state_dict(perception_state)
     elif not config.resume:
         agent.perception.encoder.set_background(data.frames[1:])
-    if not config.resume:  # a resumed run loads its own centre
-        agent.centre_features(data.batch(_spread(data.train_rows, CENTRE_FRAMES))[0])
+    if not config.resume:  # a resumed run loads its own centre and scale
+        agent.standardise_features(data.batch(_spread(data.train_rows, CENTRE_FRAMES))[0])
     distributed.broadcast_parameters(agent, ranks)
     meta = {
         "game": game.name,
