@@ -20,7 +20,7 @@ import torch
 from insight_cli.envs import atari
 from insight_cli.pipeline import PRESETS
 from insight_cli.train import agent as agent_module
-from insight_cli.train import stage
+from insight_cli.train import run_state, stage
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     agent_module.Agent.forward = timed("forward passes (perception + heads)", agent_module.Agent.forward)
     stage.ppo_update = timed("PPO update", stage.ppo_update)
     stage._evaluate = timed("evaluation", stage._evaluate)
-    stage.save_checkpoint = timed("checkpoint saves", stage.save_checkpoint)
+    run_state.save_checkpoint = timed("checkpoint saves", run_state.save_checkpoint)
     preset = PRESETS["cpu"]
     batch = preset.num_envs * preset.num_steps
     result = stage.run(

@@ -11,6 +11,23 @@ from torch import nn
 
 from insight_cli.envs.preprocessing import FRAME_SIZE, STACK
 
+# Weights smaller than this change no output in float32 (the activations they multiply are of
+# order 1e-3 to 1e3, the sums they join far larger than their products), so they are set to 0.
+# Why: weight decay shrinks the weights of units that never fire geometrically, into the
+# denormal range, where every multiply takes a slow microcode path. Measured on a cpu-preset
+# Pong perception after 40 epochs: 58% of its weights below 1e-10, many denormal, and a forward
+# pass of 8 stacks 24.8 ms instead of 1.2 ms with those weights zeroed (the same coordinates to
+# the last bit); training ran at 300 instead of 1,000 env steps/s. Flushing denormals in the FPU
+# would do only for the calling thread, not torch's worker threads.
+NEGLIGIBLE_WEIGHT = 1e-20
+
+
+@torch.no_grad()
+def zero_negligible_weights(module: nn.Module) -> None:
+    """Set every weight of `module` below NEGLIGIBLE_WEIGHT in size to exactly 0."""
+    for parameter in module.parameters():
+        parameter.masked_fill_(parameter.abs() < NEGLIGIBLE_WEIGHT, 0.0)
+
 
 @dataclass
 class PerceptionConfig:
@@ -84,6 +101,8 @@ class PerceptionNet(nn.Module):
         self.existence_head = nn.Linear(hidden, slots * STACK)
         self.coordinate_head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, slots * STACK * 2))
         self.shape_head = nn.Linear(hidden, slots * 2)
+        # checkpoints written before the weights were kept clear of the denormal range load fast too
+        self.register_load_state_dict_post_hook(lambda module, _: zero_negligible_weights(module))
 
     def heads(self, features: torch.Tensor) -> PerceptionOutput:
         batch, slots = features.shape[0], self.config.n_objects

@@ -28,7 +28,7 @@ from insight_cli.files import ensure_writable, process_alive, write_atomically
 from insight_cli.games import get_game
 from insight_cli.perception.data import choose_slots, decode, shift_batch, slot_entries, slots_of
 from insight_cli.perception.losses import object_weights, perception_loss
-from insight_cli.perception.model import PerceptionConfig, PerceptionOutput
+from insight_cli.perception.model import PerceptionConfig, PerceptionOutput, zero_negligible_weights
 from insight_cli.pretrain.metrics import evaluate as evaluate_perception
 from insight_cli.progress import console, progress_bar
 from insight_cli.runtime import resolve_device, seed_everything
@@ -195,7 +195,10 @@ def _optimizer(agent: Agent, config: TrainConfig) -> torch.optim.Optimizer:
         agent.perception.requires_grad_(False)
     else:
         groups.append({"params": list(agent.perception.parameters()), "weight_decay": CNN_WEIGHT_DECAY})
-    return torch.optim.Adam(groups, lr=config.lr, eps=1e-5)
+    optimizer = torch.optim.Adam(groups, lr=config.lr, eps=1e-5)
+    if not config.freeze_cnn:  # its weight decay would push weights into the slow denormal range
+        optimizer.register_step_post_hook(lambda *_: zero_negligible_weights(agent.perception))
+    return optimizer
 
 
 def _rollout_buffer(config: TrainConfig, agent_config: AgentConfig, device: torch.device) -> Rollout:

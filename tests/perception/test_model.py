@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from insight_cli.perception import ENCODERS
-from insight_cli.perception.model import PerceptionConfig, PerceptionNet
+from insight_cli.perception.model import NEGLIGIBLE_WEIGHT, PerceptionConfig, PerceptionNet, zero_negligible_weights
 
 
 @pytest.mark.parametrize("encoder", ENCODERS)
@@ -43,3 +43,30 @@ def test_a_state_dict_from_before_the_background_loads_without_subtraction():
     old = {k: v for k, v in PerceptionNet(PerceptionConfig(2, 16)).state_dict().items() if k != "encoder.background"}
     net.load_state_dict(old)
     assert not net.encoder.background.any()
+
+
+def test_weights_too_small_to_change_an_output_are_zeroed_on_loading():
+    torch.manual_seed(0)
+    config = PerceptionConfig(n_objects=2, hidden=32, encoder="nature")
+    state = {name: tensor.clone() for name, tensor in PerceptionNet(config).state_dict().items()}
+    weight = state["encoder.project.0.weight"]
+    weight[:8] = torch.logspace(-40, -25, weight.shape[1])  # units whose weights decayed: denormal and just above
+    tiny = (weight != 0) & (weight.abs() < NEGLIGIBLE_WEIGHT)
+    exact, cleaned = PerceptionNet(config), PerceptionNet(config)
+    cleaned.load_state_dict(state)
+    exact.load_state_dict(state)
+    with torch.no_grad():
+        exact.encoder.project[0].weight.copy_(weight)  # the weights as stored, tiny ones included
+    loaded = cleaned.encoder.project[0].weight
+    assert tiny.sum() > 8 * 100 and (loaded[tiny] == 0).all() and torch.equal(loaded[~tiny], weight[~tiny])
+    frames = torch.randint(0, 255, (3, 4, 84, 84), dtype=torch.uint8)
+    with torch.no_grad():
+        assert torch.equal(exact(frames).coordinates, cleaned(frames).coordinates)
+
+
+def test_zeroing_keeps_every_weight_of_a_usual_size():
+    torch.manual_seed(0)
+    net = PerceptionNet(PerceptionConfig(n_objects=2, hidden=32, encoder="nature"))
+    before = {name: tensor.clone() for name, tensor in net.state_dict().items()}
+    zero_negligible_weights(net)
+    assert all(torch.equal(before[name], tensor) for name, tensor in net.state_dict().items())

@@ -20,7 +20,7 @@ from insight_cli.perception.losses import PerceptionTargets
 from insight_cli.perception.model import PerceptionConfig, PerceptionNet
 from insight_cli.pretrain import preview
 from insight_cli.pretrain.metrics import average_precision, f1_score
-from insight_cli.pretrain.stage import PretrainConfig, _stop_if_diverged, run
+from insight_cli.pretrain.stage import PretrainConfig, _optimizer, _stop_if_diverged, run
 from insight_cli.segment.stage import SegmentConfig
 from insight_cli.segment.stage import run as segment
 
@@ -300,3 +300,15 @@ def test_min_seen_keeps_only_objects_seen_often_enough():
     assert [entry["name"] for entry in choose_slots(dataset, "2", min_seen=0.1)] == ["score", "ball"]
     with pytest.raises(UsageError, match="lower --min-seen"):
         choose_slots(dataset, "auto", min_seen=1.01)
+
+
+def test_a_pretrain_step_zeroes_weights_decayed_below_any_effect():
+    model = PerceptionNet(PerceptionConfig(n_objects=2, hidden=16, encoder="nature"))
+    optimizer = _optimizer(model, PretrainConfig(game="Catch"))
+    weight = model.encoder.project[0].weight
+    with torch.no_grad():
+        weight[0, :4] = torch.tensor([1e-39, -1e-30, 1e-21, 0.5])
+    for parameter in model.parameters():
+        parameter.grad = torch.zeros_like(parameter)
+    optimizer.step()
+    assert weight[0, :3].tolist() == [0.0, 0.0, 0.0] and abs(weight[0, 3].item() - 0.5) < 1e-3

@@ -13,11 +13,13 @@ from typer.testing import CliRunner
 from insight_cli.checkpoint import load_checkpoint, save_checkpoint
 from insight_cli.cli import app
 from insight_cli.errors import InsightError, UsageError
+from insight_cli.perception.model import PerceptionConfig
 from insight_cli.pretrain.stage import PretrainConfig
 from insight_cli.pretrain.stage import run as pretrain
 from insight_cli.segment.stage import SegmentConfig
 from insight_cli.segment.stage import run as segment
 from insight_cli.train import stage
+from insight_cli.train.agent import Agent, AgentConfig
 from insight_cli.train.stage import TrainConfig, run
 
 runner = CliRunner()
@@ -345,3 +347,15 @@ def test_a_killed_or_terminated_train_resumes(catch, tmp_path, signal_number, co
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert load_checkpoint(run_dir / "run.ckpt").meta["update"] == 20
     assert not list(run_dir.glob(".*.tmp*"))  # the killed save's temporary is gone
+
+
+def test_a_refining_update_zeroes_perception_weights_decayed_below_any_effect():
+    agent = Agent(AgentConfig(PerceptionConfig(n_objects=2, hidden=16, encoder="nature"), n_actions=3))
+    optimizer = stage._optimizer(agent, TrainConfig(game="Catch"))
+    weight = agent.perception.encoder.project[0].weight
+    with torch.no_grad():
+        weight[0, :2] = torch.tensor([1e-39, 0.5])
+    for parameter in agent.parameters():
+        parameter.grad = torch.zeros_like(parameter)
+    optimizer.step()
+    assert weight[0, 0].item() == 0.0 and abs(weight[0, 1].item() - 0.5) < 1e-3
