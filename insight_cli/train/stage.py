@@ -270,7 +270,7 @@ def _agent(config: TrainConfig, game, dataset, device: torch.device, ranks: dist
     return agent, data, object_weights(data.frequency), meta
 
 
-def _ppo_settings(config: TrainConfig) -> PpoSettings:
+def _ppo_settings(config: TrainConfig, game) -> PpoSettings:
     return PpoSettings(
         num_minibatches=config.num_minibatches,
         update_epochs=config.update_epochs,
@@ -279,6 +279,7 @@ def _ppo_settings(config: TrainConfig) -> PpoSettings:
         kl_coef=config.kl_coef,
         distill_weight=config.distill_weight,
         cnn_loss_weight=config.cnn_loss_weight,
+        effects=None if game.continuous else tuple(int(index) for index in game.effects),
     )
 
 
@@ -303,7 +304,7 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
         )
     agent, data, weights, meta = _agent(config, game, dataset, device, ranks)
     plan = Plan.of(config, ranks.world_size)
-    settings = _ppo_settings(config)
+    settings = _ppo_settings(config, game)
     env = make_vector_env(game, config.num_envs, seed=config.seed + ranks.rank * config.num_envs, mode="train")
     generator = torch.Generator(device=device).manual_seed(config.seed + ranks.rank)
     run = RunState(

@@ -1,6 +1,6 @@
 import torch
 
-from insight_cli.train.ppo import compute_gae
+from insight_cli.train.ppo import compute_gae, effect_choices, imitation_loss
 
 
 def reference_gae(rewards, values, dones, next_value, next_done, gamma, lam):
@@ -182,3 +182,35 @@ def test_the_eql_actors_imitation_does_not_change_the_neural_actors_update():
             assert not torch.equal(parameter, alone[name]), name  # the EQL actor did learn
         else:
             assert torch.allclose(parameter, alone[name], atol=1e-6), name
+
+
+PONG_EFFECTS = (0, 0, 2, 3, 2, 3)  # NOOP FIRE RIGHT LEFT RIGHTFIRE LEFTFIRE
+
+
+def _imitation(teacher: list[float], student: list[float], effects=PONG_EFFECTS) -> float:
+    from insight_cli.perception.model import PerceptionConfig
+    from insight_cli.train.agent import Agent, AgentConfig, AgentOutput
+
+    agent = Agent(AgentConfig(PerceptionConfig(n_objects=1, hidden=8), n_actions=6))
+    out = AgentOutput(None, None, torch.tensor([teacher]).log(), torch.tensor([student]).log(), torch.zeros(1))
+    return float(imitation_loss(agent, out, effects))
+
+
+def test_the_eql_actor_imitates_the_teachers_effect_not_its_action_name():
+    # the teacher moves up (RIGHT 0.3 + RIGHTFIRE 0.3 = 0.6), though NOOP is its likeliest single action
+    teacher = [0.4, 0.0, 0.3, 0.0, 0.3, 0.0]
+    up_by_either_name = _imitation(teacher, [0.05, 0.05, 0.1, 0.05, 0.7, 0.05])
+    up_by_the_other = _imitation(teacher, [0.05, 0.05, 0.7, 0.05, 0.1, 0.05])
+    staying = _imitation(teacher, [0.7, 0.05, 0.05, 0.1, 0.05, 0.05])
+    assert abs(up_by_either_name - up_by_the_other) < 1e-6 and abs(up_by_either_name + torch.tensor(0.8).log()) < 1e-5
+    assert staying > up_by_either_name
+    # without effects, the target is the likeliest action name: NOOP
+    assert _imitation(teacher, [0.7, 0.05, 0.05, 0.1, 0.05, 0.05], None) < _imitation(
+        teacher, [0.05, 0.05, 0.1, 0.05, 0.7, 0.05], None
+    )
+
+
+def test_the_choice_of_effect_sums_the_probabilities_of_actions_with_that_effect():
+    logits = torch.tensor([[0.4, 0.0, 0.3, 0.0, 0.3, 0.0], [0.1, 0.1, 0.1, 0.5, 0.1, 0.1]]).clamp_min(1e-9).log()
+    assert effect_choices(logits, torch.tensor(PONG_EFFECTS)).tolist() == [2, 3]
+    assert effect_choices(logits, torch.arange(6)).tolist() == [0, 3]
