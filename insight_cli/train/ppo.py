@@ -71,17 +71,19 @@ def compute_gae(
     return advantages, advantages + values
 
 
-def imitation_loss(agent: Agent, out, effects: tuple[int, ...] | None = None) -> torch.Tensor:
+def imitation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, continuous: bool, effects: tuple[int, ...] | None = None
+) -> torch.Tensor:
     """Neural guidance: the EQL actor learns to pick the neural actor's favourite action
     (continuous: to match its means). With `effects`, actions of the same effect count as one
     choice: the target is the effect the teacher gives most probability to, and the student
     is rewarded for its probability of any action with that effect. Why: the neural actor
     splits Pong's RIGHT and RIGHTFIRE (the same move) at random from state to state; learning
     to reproduce that split cost the EQL actor its fit (measured on a +20 teacher, DAgger
-    after training, 4 rounds: -17.3 imitating action names, +14.5 imitating effects)."""
-    teacher = out.neural_logits.detach().float()
-    student = out.eql_logits.float()
-    if agent.config.continuous:
+    after training, 4 rounds: -17.3 imitating action names, +14.5 imitating effects).
+    `student`, `teacher`: (B, A) the EQL and the neural actor's logits (continuous: means)."""
+    teacher, student = teacher.detach().float(), student.float()
+    if continuous:
         return F.mse_loss(student, teacher)
     if effects is None:
         return F.cross_entropy(student, teacher.argmax(dim=-1))
@@ -97,54 +99,12 @@ def effect_choices(logits: torch.Tensor, effect: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(probabilities).index_add_(1, effect, probabilities).argmax(dim=-1)
 
 
-def _outputs(agent: Agent, rollout: Rollout, mb: torch.Tensor, perceived: PerceptionOutput | None):
+def rollout_outputs(agent: Agent, rollout: Rollout, mb: torch.Tensor, perceived: PerceptionOutput | None):
     """The agent's outputs on minibatch `mb` of the flattened rollout: one encoder pass for
     critic, neural and EQL actor, or none when the rollout's perception outputs are kept."""
     if perceived is None:
         return agent(rollout.obs.flatten(0, 1)[mb], rollout.states.flatten(0, 1)[mb])
     return agent.decide(PerceptionOutput(*(part[mb] for part in perceived)), rollout.states.flatten(0, 1)[mb])
-
-
-def dagger_update(
-    agent: Agent,
-    optimizer: torch.optim.Optimizer,
-    rollout: Rollout,
-    settings: PpoSettings,
-    reg_weight: float,
-    reduce_gradients: Callable[[], None],
-    generator: torch.Generator,
-    perceived: PerceptionOutput | None = None,
-) -> dict[str, float]:
-    """One imitation update on a rollout the EQL actor played (DAgger): on the states its own
-    choices led to, it learns the neural actor's choices there, under the sparsity penalty.
-    Only the EQL actor changes. Imitating on the teacher's states alone leaves the student
-    lost where its first mistakes take it (measured on Pong: 85% agreement on the neural
-    actor's states, -20.7 playing itself)."""
-    batch_size = rollout.logprobs.numel()
-    minibatch_size = batch_size // settings.num_minibatches
-    totals: dict[str, float] = {}
-    for epoch in range(settings.update_epochs):
-        order = torch.randperm(batch_size, generator=generator, device=generator.device).to(rollout.obs.device)
-        for start in range(0, batch_size, minibatch_size):
-            mb = order[start : start + minibatch_size]
-            with torch.no_grad():  # the teacher and the perception stay as they are
-                out = _outputs(agent, rollout, mb, perceived)
-            student = out._replace(
-                eql_logits=agent.eql(agent.eql_inputs(out.coordinates, rollout.states.flatten(0, 1)[mb]))
-            )
-            distill_loss = imitation_loss(agent, student, settings.effects)
-            reg_loss = eql_penalty(agent.eql)
-            optimizer.zero_grad(set_to_none=True)
-            (distill_loss + reg_weight * reg_loss).backward()
-            reduce_gradients()
-            nn.utils.clip_grad_norm_(agent.eql.parameters(), settings.max_grad_norm)
-            optimizer.step()
-            totals.update(distill_loss=float(distill_loss.detach()), reg_loss=float(reg_loss.detach()))
-            if not agent.config.continuous:
-                effect = torch.as_tensor(settings.effects or range(agent.config.n_actions), device=mb.device)
-                agree = effect_choices(student.eql_logits, effect) == effect_choices(out.neural_logits, effect)
-                totals["agreement"] = float(agree.float().mean())
-    return totals
 
 
 def ppo_update(
@@ -175,7 +135,7 @@ def ppo_update(
         order = torch.randperm(batch_size, generator=generator, device=generator.device).to(b_actions.device)
         for start in range(0, batch_size, minibatch_size):
             mb = order[start : start + minibatch_size]
-            out = _outputs(agent, rollout, mb, perceived)
+            out = rollout_outputs(agent, rollout, mb, perceived)
             distribution = agent.policy(out, acting)
             newlogprob = distribution.log_prob(b_actions[mb])
             entropy = distribution.entropy()
@@ -201,7 +161,9 @@ def ppo_update(
 
             distill_loss = torch.zeros((), device=loss.device)
             if settings.neural_guidance:
-                distill_loss = imitation_loss(agent, out, settings.effects)
+                distill_loss = imitation_loss(
+                    out.eql_logits, out.neural_logits, agent.config.continuous, settings.effects
+                )
                 loss = loss + settings.distill_weight * distill_loss
 
             # Sparsity: the smoothed L1/2 penalty, its weight ramping up over training.

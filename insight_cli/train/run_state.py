@@ -16,6 +16,7 @@ from insight_cli.errors import InsightError
 from insight_cli.progress import console
 from insight_cli.train.agent import Agent
 from insight_cli.train.config import TrainConfig
+from insight_cli.train.dagger import BestEql
 
 UNCHECKED_ON_RESUME = ("resume", "run_name", "force")  # options a resumed run may change
 
@@ -56,6 +57,7 @@ class RunState:
     global_step: int = 0
     last_eval: dict = field(default_factory=dict)
     rows: list[dict] = field(default_factory=list)  # the metrics logged so far (a resumed run's)
+    best_eql: BestEql = field(default_factory=BestEql)  # the DAgger phase's best EQL actor so far
 
     @property
     def checkpoint_path(self) -> Path:
@@ -82,6 +84,7 @@ class RunState:
             "next_done": self.cursor.done,
             "episode_returns": self.cursor.episode_returns.tolist(),
             "rows": rows,
+            "best_eql": self.best_eql.to_dict(),
             **progress,
         }
         config, meta = plain_config(self.config), {**self.meta, **progress}
@@ -135,6 +138,7 @@ class RunState:
         )
         self.update, self.global_step = resume["update"], resume["global_step"]
         self.last_eval, self.rows = resume["last_eval"], resume["rows"]
+        self.best_eql = BestEql.from_dict(resume.get("best_eql"))  # runs saved before it have none
 
 
 def changed_settings(saved: dict, config: TrainConfig) -> list[str]:

@@ -35,8 +35,9 @@ from insight_cli.runtime import resolve_device, seed_everything
 from insight_cli.train import distributed
 from insight_cli.train.agent import Agent, AgentConfig
 from insight_cli.train.config import TrainConfig
+from insight_cli.train.dagger import EVALUATIONS, DaggerMemory, dagger_update
 from insight_cli.train.logger import MetricsLogger
-from insight_cli.train.ppo import PpoSettings, Rollout, compute_gae, dagger_update, ppo_update
+from insight_cli.train.ppo import PpoSettings, Rollout, compute_gae, ppo_update
 from insight_cli.train.run_state import EnvCursor, RunState, observed_states
 
 PERCEPTION_BATCH = 32
@@ -229,6 +230,7 @@ class Plan:
     ppo_updates: int
     dagger_updates: int
     eval_interval: int
+    dagger_eval_interval: int  # DAgger evaluates more often: each evaluation offers a best EQL actor
 
     @classmethod
     def of(cls, config: TrainConfig, world_size: int) -> Plan:
@@ -238,7 +240,21 @@ class Plan:
         # learns the neural actor's choices on the states it reaches itself.
         dagger_updates = min(num_updates - 1, round(num_updates * config.dagger_share))
         eval_interval = max(1, round(num_updates * config.eval_every))
-        return cls(batch_per_update, num_updates, num_updates - dagger_updates, dagger_updates, eval_interval)
+        dagger_eval_interval = max(1, min(eval_interval, dagger_updates // EVALUATIONS))
+        return cls(
+            batch_per_update,
+            num_updates,
+            num_updates - dagger_updates,
+            dagger_updates,
+            eval_interval,
+            dagger_eval_interval,
+        )
+
+    def evaluates(self, update: int) -> bool:
+        """Whether update number `update` ends with an evaluation and a checkpoint."""
+        if update > self.ppo_updates:
+            return (update - self.ppo_updates) % self.dagger_eval_interval == 0 or update == self.num_updates
+        return update % self.eval_interval == 0 or update == self.num_updates
 
 
 def _agent(config: TrainConfig, game, dataset, device: torch.device, ranks: distributed.Ranks):
@@ -322,11 +338,13 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
         run.restore()
     logger = MetricsLogger(run_dir, enabled=ranks.main, rows=run.rows)
     rollout = _rollout_buffer(config, agent.config, device)
+    memory = DaggerMemory()  # not saved: a resumed DAgger phase starts a new memory
     refine = config.cnn_loss_weight > 0 and not config.freeze_cnn
     learn = partial(
         _learn,
         run,
         rollout,
+        memory,
         settings,
         reduce_gradients=partial(distributed.average_gradients, agent, ranks),
         perception_loss_fn=partial(_refinement_loss, agent, data, weights, generator) if refine else None,
@@ -340,9 +358,7 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
             f"train {game.name}", total=total, completed=run.global_step, done_before=run.global_step
         )
         for update in range(run.update + 1, plan.num_updates + 1):
-            imitating, lr, reg_weight_now = schedule(
-                update, plan.ppo_updates, plan.dagger_updates, config.lr, config.reg_weight
-            )
+            imitating, lr, reg_weight_now = schedule(update, plan.ppo_updates, config.lr, config.reg_weight)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
             if imitating and update == plan.ppo_updates + 1:
@@ -369,10 +385,14 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
             if recent_returns:
                 curve = "train/eql_episode_return" if imitating else "train/episode_return"
                 scalars[curve] = float(np.mean(recent_returns))
-            checkpoint_due = update % plan.eval_interval == 0 or update == plan.num_updates
+            checkpoint_due = plan.evaluates(update)
             if checkpoint_due:
                 run.last_eval = _evaluate(agent, game, data, weights, config, device, meta, update, ranks)
                 scalars.update(run.last_eval)
+                if imitating:
+                    run.best_eql.offer(run.last_eval, update, agent.eql)
+                if imitating and update == plan.num_updates and run.best_eql.restore(agent.eql):
+                    run.last_eval = run.best_eql.scores  # the run ends with the best EQL actor
             logger.log(run.global_step, scalars)
             status = _status(game.name, recent_returns, run.last_eval, imitating)
             progress.update(task, completed=run.global_step, description=status)
@@ -392,6 +412,7 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
             "num_updates": plan.num_updates,
             "steps_per_second": steps_per_second,
             "last_eval": run.last_eval,
+            "dagger_best_update": run.best_eql.update or None,
             "world_size": ranks.world_size,
             "ranks_in_sync": in_sync,
             "interrupted": _Stop.requested,
@@ -407,6 +428,7 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
 def _learn(
     run: RunState,
     rollout: Rollout,
+    memory: DaggerMemory,
     settings: PpoSettings,
     imitating: bool,
     reg_weight_now: float,
@@ -426,7 +448,7 @@ def _learn(
         perceived=perceived,
     )
     if imitating:
-        return dagger_update(**common, reg_weight=reg_weight_now)
+        return dagger_update(**common, memory=memory, reg_weight=reg_weight_now)
     with torch.no_grad():
         next_value = run.agent(run.cursor.obs, run.cursor.state).value.float()
     advantages, returns = compute_gae(
@@ -447,15 +469,13 @@ def _learn(
     )
 
 
-def schedule(update: int, ppo_updates: int, dagger_updates: int, lr: float, reg_weight: float):
+def schedule(update: int, ppo_updates: int, lr: float, reg_weight: float):
     """For update number `update` (from 1): whether it is a DAgger update, its learning rate
-    (each phase anneals linearly from `lr` to 0) and the sparsity weight (rising linearly to
-    `reg_weight` over the PPO updates, then held)."""
+    (annealed linearly from `lr` to 0 over the PPO updates, `lr` again all through DAgger,
+    whose memory keeps growing) and the sparsity weight (rising linearly to `reg_weight` over
+    the PPO updates, then held)."""
     imitating = update > ppo_updates
-    if imitating:
-        fraction_left = 1.0 - (update - ppo_updates - 1.0) / dagger_updates
-    else:
-        fraction_left = 1.0 - (update - 1.0) / ppo_updates
+    fraction_left = 1.0 if imitating else 1.0 - (update - 1.0) / ppo_updates
     return imitating, fraction_left * lr, reg_weight * min(1.0, (update - 1) / max(ppo_updates - 1, 1))
 
 

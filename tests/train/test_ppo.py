@@ -188,12 +188,7 @@ PONG_EFFECTS = (0, 0, 2, 3, 2, 3)  # NOOP FIRE RIGHT LEFT RIGHTFIRE LEFTFIRE
 
 
 def _imitation(teacher: list[float], student: list[float], effects=PONG_EFFECTS) -> float:
-    from insight_cli.perception.model import PerceptionConfig
-    from insight_cli.train.agent import Agent, AgentConfig, AgentOutput
-
-    agent = Agent(AgentConfig(PerceptionConfig(n_objects=1, hidden=8), n_actions=6))
-    out = AgentOutput(None, None, torch.tensor([teacher]).log(), torch.tensor([student]).log(), torch.zeros(1))
-    return float(imitation_loss(agent, out, effects))
+    return float(imitation_loss(torch.tensor([student]).log(), torch.tensor([teacher]).log(), False, effects))
 
 
 def test_the_eql_actor_imitates_the_teachers_effect_not_its_action_name():

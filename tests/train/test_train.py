@@ -214,11 +214,18 @@ def test_frozen_cnn_keeps_the_pretrained_weights(catch, tmp_path):
         assert torch.equal(trained[f"perception.{name}"], tensor), name
 
 
-def test_each_phase_anneals_the_learning_rate_and_the_penalty_rises_over_ppo_only():
-    plan = [stage.schedule(update, 4, 2, 1.0, 0.3) for update in range(1, 7)]
+def test_ppo_anneals_the_learning_rate_dagger_holds_it_and_the_penalty_rises_over_ppo_only():
+    plan = [stage.schedule(update, 4, 1.0, 0.3) for update in range(1, 7)]
     assert [imitating for imitating, _, _ in plan] == [False] * 4 + [True] * 2
-    assert [lr for _, lr, _ in plan] == pytest.approx([1.0, 0.75, 0.5, 0.25, 1.0, 0.5])
+    assert [lr for _, lr, _ in plan] == pytest.approx([1.0, 0.75, 0.5, 0.25, 1.0, 1.0])
     assert [reg for _, _, reg in plan] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.3, 0.3])
+
+
+def test_dagger_evaluates_more_often_than_ppo_and_the_last_update_always():
+    plan = stage.Plan(
+        batch_per_update=64, num_updates=25, ppo_updates=20, dagger_updates=5, eval_interval=8, dagger_eval_interval=2
+    )
+    assert [update for update in range(1, 26) if plan.evaluates(update)] == [8, 16, 22, 24, 25]
 
 
 def test_dagger_phase_changes_only_the_eql_actor_and_logs_its_own_returns(catch, tmp_path):
@@ -238,6 +245,8 @@ def test_dagger_phase_changes_only_the_eql_actor_and_logs_its_own_returns(catch,
         assert same != name.startswith("eql."), name
     rows = pq.read_table(tmp_path / "runs" / "dagger" / "metrics.parquet").to_pylist()
     assert [row.get("losses/agreement") is not None for row in rows] == [False, False, True, True]
+    summary = json.loads((tmp_path / "runs" / "dagger" / "result.json").read_text())
+    assert summary["dagger_best_update"] in (3, 4)  # the run ends with the phase's best EQL actor
     with pytest.raises(UsageError, match="dagger-share"):
         run(tiny(catch, tmp_path, dagger_share=1.0))
     with pytest.raises(UsageError, match="neural guidance"):
