@@ -7,7 +7,8 @@ Long (about an hour on 2 cores for Pong's 3.5M env steps); resumable like the pi
 run it again after an interruption and the finished stages are skipped, the train resumes.
 --summary-only reads an existing run without running anything. The JSON holds the wall time of
 each stage, the training SPS, the training return and the EQL actor's evaluation return at
-every --every env steps, the terms and fidelity of the equations and the three actors' returns.
+every --every env steps, the DAgger phase's evaluations, the terms and fidelity of the
+equations and the three actors' returns.
 """
 
 from __future__ import annotations
@@ -36,12 +37,25 @@ def at_checkpoints(rows: list[dict], every: int) -> list[dict]:
     return points
 
 
+def dagger_evaluations(rows: list[dict]) -> list[dict]:
+    """The EQL actor's evaluations in the DAgger phase (from its first logged update on): the
+    candidates the run kept the best of."""
+    phase = [row for row in rows if row.get("losses/dagger_memory") is not None]
+    start = phase[0]["step"] if phase else float("inf")
+    return [
+        {"env_steps": row["step"], "eql_eval_return": round(row["eval/eql_return"], 2)}
+        for row in rows
+        if row["step"] >= start and row.get("eval/eql_return") is not None
+    ]
+
+
 def summary(game: str, every: int) -> dict:
     root = Path("data") / game
     run_dir = root / "runs" / "cpu"
     manifest = json.loads((root / "pipeline.json").read_text())
     train = json.loads((run_dir / "result.json").read_text())
     policy = json.loads((run_dir / "policy.json").read_text())
+    rows = pq.read_table(run_dir / "metrics.parquet").to_pylist()
     actors = {
         actor: json.loads((run_dir / "evaluation" / f"{actor}.json").read_text())
         for actor in ("neural", "eql", "symbolic")
@@ -51,7 +65,9 @@ def summary(game: str, every: int) -> dict:
         "stage_seconds": manifest.get("seconds", {}),
         "train_env_steps": train["global_step"],
         "train_sps": round(train["steps_per_second"]),
-        "curve": at_checkpoints(pq.read_table(run_dir / "metrics.parquet").to_pylist(), every),
+        "curve": at_checkpoints(rows, every),
+        "dagger_evaluations": dagger_evaluations(rows),
+        "dagger_best_update": train.get("dagger_best_update"),
         "terms": policy["terms"],
         "fidelity": policy["fidelity"],
         "returns": {
