@@ -391,8 +391,8 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
                 scalars.update(run.last_eval)
                 if imitating:
                     run.best_eql.offer(run.last_eval, update, agent.eql)
-                if imitating and update == plan.num_updates and run.best_eql.restore(agent.eql):
-                    run.last_eval = run.best_eql.scores  # the run ends with the best EQL actor
+            if imitating and update == plan.num_updates:
+                _end_with_best_eql(run, ranks)
             logger.log(run.global_step, scalars)
             status = _status(game.name, recent_returns, run.last_eval, imitating)
             progress.update(task, completed=run.global_step, description=status)
@@ -423,6 +423,14 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
     if _Stop.requested:
         raise KeyboardInterrupt
     return TrainResult(run.checkpoint_path, run.global_step, steps_per_second, run.last_eval)
+
+
+def _end_with_best_eql(run: RunState, ranks: distributed.Ranks) -> None:
+    """The run ends with the DAgger phase's best EQL actor: the main rank (the one that
+    evaluates) puts it back and every rank takes the weights from there (a collective)."""
+    if run.best_eql.restore(run.agent.eql):
+        run.last_eval = run.best_eql.scores
+    distributed.broadcast_parameters(run.agent, ranks)
 
 
 def _learn(

@@ -185,14 +185,17 @@ def test_two_cpu_ranks_stay_in_sync_and_only_rank_zero_writes(catch, tmp_path):
         "29517",
         "-m",
         "insight_cli",
-        *_train_args(catch, "--total-steps", "256", "--eval-episodes", "1", "--run-name", "ddp"),
+        *_train_args(
+            catch, "--total-steps", "384", "--dagger-share", "0.34", "--eval-episodes", "1", "--run-name", "ddp"
+        ),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads((tmp_path / "data" / "Catch" / "runs" / "ddp" / "result.json").read_text())
     assert result["world_size"] == 2 and result["ranks_in_sync"] is True
-    assert result["global_step"] == 256  # 2 ranks x 4 envs x 16 steps x 2 updates
+    assert result["global_step"] == 384  # 2 ranks x 4 envs x 16 steps x 3 updates, the last one DAgger
+    assert result["dagger_best_update"] == 3  # rank 0 put its best EQL actor back, and the ranks still agree
     assert [p.name for p in (tmp_path / "data" / "Catch" / "runs").iterdir()] == ["ddp"]
 
 
