@@ -142,8 +142,14 @@ def test_policies_played_together_play_exactly_as_they_do_alone(catch_run, tmp_p
     assert len(together[0].returns) == 3 and len(together[0].inputs) > 60  # 3 episodes each
 
 
-def test_pruning_alone_that_cannot_fit_the_budget_is_an_error(catch_run, tmp_path):
-    with pytest.raises(InsightError, match="at most 1 terms"):  # RIGHT needs the ball and the paddle
+def test_pruning_alone_that_cannot_fit_the_budget_is_an_error(catch_run, tmp_path, monkeypatch):
+    from insight_cli.extract_policy import stage
+
+    # Whether some threshold leaves a single term depends on the fixture's weights (it did on one
+    # machine and not on another), so the search is made to find none at the budget of 1.
+    search = stage.pruned_policies
+    monkeypatch.setattr(stage, "pruned_policies", lambda *args: {k: v for k, v in search(*args).items() if k != 1})
+    with pytest.raises(InsightError, match="at most 1 terms"):
         run(ExtractConfig(checkpoint=catch_run, max_terms=1, fit="prune", episodes=0, out=tmp_path, device="cpu"))
     assert not any(tmp_path.iterdir())
 
