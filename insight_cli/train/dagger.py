@@ -58,15 +58,18 @@ class DaggerMemory:
 class BestEql:
     """The EQL actor with the best evaluation return so far in the phase (a later one wins a tie)."""
 
-    score: float = -math.inf
     update: int = 0
     scores: dict = field(default_factory=dict)  # its whole evaluation
     state: dict | None = None  # its weights
 
+    @property
+    def score(self) -> float:
+        return self.scores.get("eval/eql_return", -math.inf)
+
     def offer(self, scores: dict, update: int, eql: nn.Module) -> None:
         score = scores.get("eval/eql_return", math.nan)
         if math.isfinite(score) and score >= self.score:
-            self.score, self.update, self.scores = score, update, dict(scores)
+            self.update, self.scores = update, dict(scores)
             self.state = {name: tensor.detach().clone() for name, tensor in eql.state_dict().items()}
 
     def restore(self, eql: nn.Module) -> bool:
@@ -77,7 +80,7 @@ class BestEql:
         return True
 
     def to_dict(self) -> dict:
-        return {"score": self.score, "update": self.update, "scores": self.scores, "state": self.state}
+        return {"update": self.update, "scores": self.scores, "state": self.state}
 
     @classmethod
     def from_dict(cls, saved: dict | None) -> BestEql:

@@ -252,9 +252,11 @@ class Plan:
 
     def evaluates(self, update: int) -> bool:
         """Whether update number `update` ends with an evaluation and a checkpoint."""
+        if update == self.num_updates:
+            return True
         if update > self.ppo_updates:
-            return (update - self.ppo_updates) % self.dagger_eval_interval == 0 or update == self.num_updates
-        return update % self.eval_interval == 0 or update == self.num_updates
+            return (update - self.ppo_updates) % self.dagger_eval_interval == 0
+        return update % self.eval_interval == 0
 
 
 def _agent(config: TrainConfig, game, dataset, device: torch.device, ranks: distributed.Ranks):
