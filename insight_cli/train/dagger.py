@@ -29,23 +29,30 @@ EVALUATIONS = 20  # evaluations of the EQL actor in the phase: the candidates fo
 
 class DaggerMemory:
     """The EQL actor's inputs on every state it has visited in the phase (the newest, up to a
-    capacity), each with the neural actor's logits there."""
+    capacity), each with the neural actor's logits there. A ring buffer allocated on the first
+    add: each update writes its states in place of the oldest instead of copying the memory."""
 
     def __init__(self, capacity: int = MEMORY_STATES):
         self.capacity = capacity
-        self.inputs: torch.Tensor | None = None  # (M, V)
-        self.teacher: torch.Tensor | None = None  # (M, A)
+        self.inputs: torch.Tensor | None = None  # (capacity, V), rows [0, len) filled
+        self.teacher: torch.Tensor | None = None  # (capacity, A)
+        self._filled = 0
+        self._next = 0  # the row the next state goes to
 
     def __len__(self) -> int:
-        return 0 if self.inputs is None else len(self.inputs)
+        return self._filled
 
     def add(self, inputs: torch.Tensor, teacher: torch.Tensor) -> None:
-        capacity = max(len(inputs), min(self.capacity, MEMORY_VALUES // max(inputs.shape[1], 1)))
         if self.inputs is None:
-            self.inputs, self.teacher = inputs[-capacity:], teacher[-capacity:]
-        else:
-            self.inputs = torch.cat([self.inputs, inputs])[-capacity:]
-            self.teacher = torch.cat([self.teacher, teacher])[-capacity:]
+            capacity = max(len(inputs), min(self.capacity, MEMORY_VALUES // max(inputs.shape[1], 1)))
+            self.inputs = inputs.new_empty((capacity, inputs.shape[1]))
+            self.teacher = teacher.new_empty((capacity, teacher.shape[1]))
+        capacity = len(self.inputs)
+        inputs, teacher = inputs[-capacity:], teacher[-capacity:]
+        rows = (self._next + torch.arange(len(inputs), device=self.inputs.device)) % capacity
+        self.inputs[rows], self.teacher[rows] = inputs, teacher
+        self._next = (self._next + len(inputs)) % capacity
+        self._filled = min(self._filled + len(inputs), capacity)
 
     def sample(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """`count` states drawn uniformly, with replacement: inputs (count, V), logits (count, A)."""

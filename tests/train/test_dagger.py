@@ -12,7 +12,9 @@ def test_the_memory_keeps_the_newest_states_up_to_its_capacity():
     for start in (0, 3, 6):
         rows = torch.arange(start, start + 3, dtype=torch.float32).unsqueeze(1)
         memory.add(rows, -rows)
-    assert len(memory) == 5 and memory.inputs.flatten().tolist() == [4.0, 5.0, 6.0, 7.0, 8.0]
+        if start == 0:  # not full yet: only the states added are drawn
+            assert set(memory.sample(64, torch.Generator().manual_seed(0))[0].flatten().tolist()) == {0.0, 1.0, 2.0}
+    assert len(memory) == 5 and sorted(memory.inputs.flatten().tolist()) == [4.0, 5.0, 6.0, 7.0, 8.0]
     inputs, teacher = memory.sample(64, torch.Generator().manual_seed(0))
     assert inputs.shape == (64, 1) and torch.equal(teacher, -inputs)  # each state with its own label
     assert set(inputs.flatten().tolist()) == {4.0, 5.0, 6.0, 7.0, 8.0}
