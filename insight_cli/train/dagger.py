@@ -6,7 +6,10 @@ Why this shape, measured on Pong (a +20 neural actor, the cpu preset): learning 
 new rollout, with the learning rate annealed to 0, left the EQL actor at -19.1 (run 8); the
 same teacher's choices aggregated over every state the student had reached, with a fixed
 rate, took it to +14.5 in the fourth round, and the rounds after swung between -17.8 and +5.8:
-hence the memory, the fixed rate, and keeping the best rather than the last."""
+hence the memory and keeping the best rather than the last. At a rate held for the whole phase
+its evaluations still swung to the end (run 11: -21 to -5.5), so the rate is annealed over the
+phase again (`stage.schedule`), and each update fits the memory harder than one PPO update
+fits its rollout: the memory grows to hundreds of thousands of states, the EQL actor is tiny."""
 
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from insight_cli.train.ppo import PpoSettings, Rollout, effect_choices, imitatio
 MEMORY_STATES = 500_000  # the most states kept (Pong's cpu preset visits 350k in its phase) ...
 MEMORY_VALUES = 2**26  # ... and the most input values (256 MB of float32: wide inputs keep fewer)
 EVALUATIONS = 20  # evaluations of the EQL actor in the phase: the candidates for the best
+STEPS = 64  # optimiser steps per DAgger update ...
+BATCH = 1024  # ... each on this many states drawn from the memory (16x a PPO update's samples)
 
 
 class DaggerMemory:
@@ -106,8 +111,8 @@ def dagger_update(
     perceived: PerceptionOutput | None = None,
 ) -> dict[str, float]:
     """One DAgger update on a rollout the EQL actor played: its states join `memory` with the
-    neural actor's logits there, then the EQL actor alone takes update-epochs x minibatches
-    steps on minibatches drawn from the whole memory, under the sparsity penalty. Imitating on
+    neural actor's logits there, then the EQL actor alone takes STEPS steps on BATCH states
+    drawn from the whole memory, under the sparsity penalty. Imitating on
     the teacher's states alone leaves the student lost where its first mistakes take it
     (measured on Pong: 85% agreement on the neural actor's states, -20.7 playing itself).
     `agreement` is measured on the new states, before the update: how often the student,
@@ -129,8 +134,8 @@ def dagger_update(
             agree = effect_choices(agent.eql(inputs), effect) == effect_choices(teacher, effect)
             totals["agreement"] = float(agree.float().mean())
     memory.add(inputs, teacher)
-    for _ in range(settings.update_epochs * settings.num_minibatches):
-        batch_inputs, batch_teacher = memory.sample(minibatch_size, generator)
+    for _ in range(STEPS):
+        batch_inputs, batch_teacher = memory.sample(BATCH, generator)
         distill_loss = imitation_loss(agent.eql(batch_inputs), batch_teacher, agent.config.continuous, settings.effects)
         reg_loss = eql_penalty(agent.eql)
         optimizer.zero_grad(set_to_none=True)

@@ -217,18 +217,21 @@ def test_frozen_cnn_keeps_the_pretrained_weights(catch, tmp_path):
         assert torch.equal(trained[f"perception.{name}"], tensor), name
 
 
-def test_ppo_anneals_the_learning_rate_dagger_holds_it_and_the_penalty_rises_over_ppo_only():
-    plan = [stage.schedule(update, 4, 1.0, 0.3) for update in range(1, 7)]
+def test_ppo_and_dagger_each_anneal_the_learning_rate_and_the_penalty_rises_over_ppo_only():
+    plan = stage.Plan(
+        batch_per_update=64, num_updates=6, ppo_updates=4, dagger_updates=2, eval_interval=4, dagger_eval_interval=1
+    )
+    plan = [stage.schedule(update, plan, 1.0, 0.3) for update in range(1, 7)]
     assert [imitating for imitating, _, _ in plan] == [False] * 4 + [True] * 2
-    assert [lr for _, lr, _ in plan] == pytest.approx([1.0, 0.75, 0.5, 0.25, 1.0, 1.0])
+    assert [lr for _, lr, _ in plan] == pytest.approx([1.0, 0.75, 0.5, 0.25, 1.0, 0.5])
     assert [reg for _, _, reg in plan] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.3, 0.3])
 
 
-def test_dagger_evaluates_more_often_than_ppo_and_the_last_update_always():
+def test_dagger_evaluates_more_often_than_ppo_its_teacher_first_and_the_last_update_always():
     plan = stage.Plan(
         batch_per_update=64, num_updates=25, ppo_updates=20, dagger_updates=5, eval_interval=8, dagger_eval_interval=2
     )
-    assert [update for update in range(1, 26) if plan.evaluates(update)] == [8, 16, 22, 24, 25]
+    assert [update for update in range(1, 26) if plan.evaluates(update)] == [8, 16, 20, 22, 24, 25]
 
 
 def test_dagger_phase_changes_only_the_eql_actor_and_logs_its_own_returns(catch, tmp_path):
