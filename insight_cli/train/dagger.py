@@ -9,7 +9,8 @@ rate, took it to +14.5 in the fourth round, and the rounds after swung between -
 hence the memory and keeping the best rather than the last. At a rate held for the whole phase
 its evaluations still swung to the end (run 11: -21 to -5.5), so the rate is annealed over the
 phase again (`stage.schedule`), and each update fits the memory harder than one PPO update
-fits its rollout: the memory grows to hundreds of thousands of states, the EQL actor is tiny."""
+fits its rollout: the memory grows to hundreds of thousands of states, the EQL actor is tiny.
+That still swung to the end (run 12: -21 to -2.5), so the best kept is what the run ends with."""
 
 from __future__ import annotations
 
