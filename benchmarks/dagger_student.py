@@ -31,11 +31,12 @@ from insight_cli.envs import make_vector_env
 from insight_cli.evaluate.episodes import agent_actor, play_episodes
 from insight_cli.games import get_game
 from insight_cli.train.agent import load_agent
+from insight_cli.train.config import TrainConfig
 from insight_cli.train.dagger import EVALUATIONS, BestEql, DaggerMemory, dagger_update
 from insight_cli.train.eql import INVERSE_TEMPERATURE, EqlActor
-from insight_cli.train.ppo import PpoSettings, Rollout
+from insight_cli.train.ppo import PpoSettings
 from insight_cli.train.run_state import EnvCursor
-from insight_cli.train.stage import collect_rollout
+from insight_cli.train.stage import Plan, _rollout_buffer, collect_rollout, schedule
 
 NUM_ENVS, NUM_STEPS, LR = 8, 128, 2.5e-4  # the cpu preset's
 
@@ -68,20 +69,15 @@ def run_student(path: Path, student: str, updates: int, seed: int, reg_weight: f
     settings = PpoSettings(effects=tuple(int(index) for index in game.effects))
     env = make_vector_env(game, NUM_ENVS, seed=seed, mode="train")
     cursor = EnvCursor.start(env, 0, torch.device("cpu"))
-    shape = (NUM_STEPS, NUM_ENVS)
-    rollout = Rollout(
-        torch.zeros(shape + (4, 84, 84), dtype=torch.uint8),
-        torch.zeros(shape + (0,)),
-        torch.zeros(shape, dtype=torch.long),
-        *(torch.zeros(shape) for _ in range(4)),
-    )
+    rollout = _rollout_buffer(TrainConfig(num_envs=NUM_ENVS, num_steps=NUM_STEPS), agent.config, torch.device("cpu"))
     memory, best, generator = DaggerMemory(), BestEql(), torch.Generator().manual_seed(seed)
     every = max(1, updates // EVALUATIONS)
+    plan = Plan(NUM_ENVS * NUM_STEPS, updates, 0, updates, every, every)  # a run that is all DAgger phase
     evaluations, agreements, finished = [], [], deque(maxlen=20)
     started = time.perf_counter()
     for update in range(1, updates + 1):
         for group in optimizer.param_groups:
-            group["lr"] = LR * (1.0 - (update - 1.0) / updates)
+            group["lr"] = schedule(update, plan, LR, reg_weight)[1]  # the phase's annealing, as in training
         perceived = collect_rollout(agent, env, rollout, cursor, finished, "eql", greedy=True, keep_perception=True)
         stats = dagger_update(
             agent, optimizer, rollout, memory, settings, reg_weight, lambda: None, generator, perceived
@@ -122,7 +118,6 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="JSON to write (default: next to the run)")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     out = args.out or args.run.parent / "dagger_student.json"
     results = json.loads(out.read_text()) if out.exists() else {}
     if "teacher_10_games" not in results:
