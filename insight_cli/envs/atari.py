@@ -33,7 +33,7 @@ def _ale_vector_env(game: GameSpec, num_envs: int, rules: EpisodeRules, **image)
         num_envs,
         frameskip=FRAME_SKIP,
         noop_max=NOOP_MAX,
-        repeat_action_probability=0.0,
+        repeat_action_probability=rules.sticky_actions,
         max_num_frames_per_episode=MAX_EPISODE_FRAMES,
         episodic_life=rules.episodic_life,
         reward_clipping=rules.clip_rewards,
@@ -93,7 +93,7 @@ def _gymnasium_env(game: GameSpec, rules: EpisodeRules) -> gym.Env:
     env = gym.make(
         f"ALE/{game.name}-v5",
         frameskip=1,
-        repeat_action_probability=0.0,
+        repeat_action_probability=rules.sticky_actions,
         full_action_space=False,
         max_num_frames_per_episode=MAX_EPISODE_FRAMES,
     )

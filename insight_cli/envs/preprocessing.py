@@ -15,6 +15,10 @@ STACK = 4  # frames per observation, oldest first; frame 4 is the current one
 FRAME_SKIP = 4  # emulator frames per agent step, max-pooled over the last two
 NOOP_MAX = 30  # up to this many no-op steps after every reset
 MAX_EPISODE_FRAMES = 108_000  # 30 minutes of play at 60 Hz
+# Evaluation repeats the previous action with this probability (Machado et al. 2018, the ALE v5
+# default). Without it a greedy actor replays the same few games: Pong's 10 evaluation games were
+# 3-4 distinct ones, each close to all or nothing (docs/design.md section 4).
+STICKY_EVAL = 0.25
 
 MODES: tuple[str, ...] = ("train", "eval")
 
@@ -26,13 +30,14 @@ class EpisodeRules:
     episodic_life: bool  # a lost life ends the episode
     clip_rewards: bool  # rewards are clipped to {-1, 0, 1}
     fire_reset: bool  # press FIRE after reset in games that need it
+    sticky_actions: float = 0.0  # probability that the emulator repeats the previous action
 
     @classmethod
     def for_mode(cls, mode: str) -> EpisodeRules:
         if mode == "train":
             return cls(episodic_life=True, clip_rewards=True, fire_reset=True)
         if mode == "eval":
-            return cls(episodic_life=False, clip_rewards=False, fire_reset=True)
+            return cls(episodic_life=False, clip_rewards=False, fire_reset=True, sticky_actions=STICKY_EVAL)
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
 
