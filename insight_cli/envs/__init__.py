@@ -38,9 +38,9 @@ def make_vector_env(
     and returns (num_envs, 4, 84, 84) uint8 observations.
 
     `mode="train"` ends episodes on a lost life and clips rewards; `mode="eval"` plays full
-    games with raw scores. `backend` picks ALE's C++ vector env ("ale", what "auto" uses for
-    Atari) or gymnasium's SyncVectorEnv with Python wrappers ("gymnasium"); built-in games
-    have their own vectorised implementation and ignore it.
+    games with raw scores and sticky actions (`STICKY_EVAL`). `backend` picks ALE's C++ vector
+    env ("ale", what "auto" uses for Atari) or gymnasium's SyncVectorEnv with Python wrappers
+    ("gymnasium"); built-in games have their own vectorised implementation and ignore it.
     """
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise UsageError(f"num_envs must be a positive integer, got {num_envs!r}")
