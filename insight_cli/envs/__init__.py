@@ -38,7 +38,8 @@ def make_vector_env(
     and returns (num_envs, 4, 84, 84) uint8 observations.
 
     `mode="train"` ends episodes on a lost life and clips rewards; `mode="eval"` plays full
-    games with raw scores and sticky actions (`STICKY_EVAL`). `backend` picks ALE's C++ vector
+    games with raw scores and sticky actions (`STICKY_EVAL`); `mode="imitate"` (train's DAgger
+    phase) is "train" with those sticky actions. `backend` picks ALE's C++ vector
     env ("ale", what "auto" uses for Atari) or gymnasium's SyncVectorEnv with Python wrappers
     ("gymnasium"); built-in games have their own vectorised implementation and ignore it.
     """

@@ -325,7 +325,8 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
     agent, data, weights, meta = _agent(config, game, dataset, device, ranks)
     plan = Plan.of(config, ranks.world_size)
     settings = _ppo_settings(config, game)
-    env = make_vector_env(game, config.num_envs, seed=config.seed + ranks.rank * config.num_envs, mode="train")
+    env_seed = config.seed + ranks.rank * config.num_envs
+    env = make_vector_env(game, config.num_envs, seed=env_seed, mode="train")
     generator = torch.Generator(device=device).manual_seed(config.seed + ranks.rank)
     run = RunState(
         run_dir=run_dir,
@@ -361,16 +362,22 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
         task = progress.add_task(
             f"train {game.name}", total=total, completed=run.global_step, done_before=run.global_step
         )
+        sticky = False  # whether run.env is the DAgger phase's
         for update in range(run.update + 1, plan.num_updates + 1):
             imitating, lr, reg_weight_now = schedule(update, plan, config.lr, config.reg_weight)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr
-            if imitating and update == plan.ppo_updates + 1:
-                recent_returns.clear()  # from here on they are the EQL actor's
+            if imitating and not sticky:
+                # The DAgger phase plays with sticky actions, as evaluation does (mode "imitate"):
+                # new envs from a reset, and the returns from here on are the EQL actor's.
+                run.env.close()
+                run.env, sticky = make_vector_env(game, config.num_envs, seed=env_seed, mode="imitate"), True
+                run.cursor = EnvCursor.start(run.env, agent.config.state_size, device)
+                recent_returns.clear()
             actor = "eql" if imitating or not config.ng else "neural"
             perceived = collect_rollout(
                 agent,
-                env,
+                run.env,
                 rollout,
                 run.cursor,
                 recent_returns,
@@ -423,7 +430,7 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
         }
         write_atomically(run_dir / "result.json", json.dumps(summary, indent=2))
     logger.close()
-    env.close()
+    run.env.close()
     if _Stop.requested:
         raise KeyboardInterrupt
     return TrainResult(run.checkpoint_path, run.global_step, steps_per_second, run.last_eval)

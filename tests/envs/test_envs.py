@@ -47,17 +47,21 @@ def test_same_seed_same_actions_same_observations(game, backend, rng):
 
 
 @pytest.mark.parametrize("backend", ["ale", "gymnasium"])
-def test_eval_mode_sometimes_repeats_the_last_action_and_stays_reproducible(backend):
-    """Sticky actions: the same seed and actions give other frames in eval mode than in train
-    mode (which never repeats an action), and the same frames on every try."""
+@pytest.mark.parametrize("sticky_mode", ["eval", "imitate"])
+def test_eval_and_imitate_modes_sometimes_repeat_the_last_action_and_stay_reproducible(backend, sticky_mode):
+    """Sticky actions: the same seed and actions give other frames in eval and imitate (train's
+    DAgger phase) mode than in train mode (which never repeats an action), and the same frames
+    on every try."""
     actions = [np.full(2, 2 + (t // 3) % 2) for t in range(60)]  # UP and DOWN in turns of 3 steps
     runs = {}
-    for mode in ("train", "eval", "eval again"):
-        env = make_vector_env("Pong", num_envs=2, seed=3, mode=mode.split()[0], backend=backend)
+    for mode in ("train", sticky_mode, "again"):
+        env = make_vector_env(
+            "Pong", num_envs=2, seed=3, mode=sticky_mode if mode == "again" else mode, backend=backend
+        )
         runs[mode] = np.stack([env.reset()] + [env.step(a).obs for a in actions])
         env.close()
-    assert not np.array_equal(runs["train"], runs["eval"])
-    np.testing.assert_array_equal(runs["eval"], runs["eval again"])
+    assert not np.array_equal(runs["train"], runs[sticky_mode])
+    np.testing.assert_array_equal(runs[sticky_mode], runs["again"])
 
 
 @pytest.mark.parametrize("game,steps", [("Pong", 1200), ("Breakout", 300), ("Catch", 300)])

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from insight_cli.checkpoint import load_checkpoint, save_checkpoint
 from insight_cli.cli import app
+from insight_cli.envs import make_vector_env
 from insight_cli.errors import InsightError, UsageError
 from insight_cli.perception.model import PerceptionConfig
 from insight_cli.pretrain.stage import PretrainConfig
@@ -234,9 +235,18 @@ def test_dagger_evaluates_more_often_than_ppo_its_teacher_first_and_the_last_upd
     assert [update for update in range(1, 26) if plan.evaluates(update)] == [8, 16, 20, 22, 24, 25]
 
 
-def test_dagger_phase_changes_only_the_eql_actor_and_logs_its_own_returns(catch, tmp_path):
-    """--dagger-share 0.5 of 4 updates: 2 PPO updates, then 2 in which only the EQL actor learns."""
+def test_dagger_phase_changes_only_the_eql_actor_and_logs_its_own_returns(catch, tmp_path, monkeypatch):
+    """--dagger-share 0.5 of 4 updates: 2 PPO updates, then 2 in which only the EQL actor learns,
+    in new envs with sticky actions (mode "imitate")."""
     import pyarrow.parquet as pq
+
+    modes = []
+
+    def recording_make_vector_env(*args, mode, **kwargs):
+        modes.append(mode)
+        return make_vector_env(*args, mode=mode, **kwargs)
+
+    monkeypatch.setattr(stage, "make_vector_env", recording_make_vector_env)
 
     def weights(path):
         return load_checkpoint(path).state["agent"]
@@ -245,6 +255,7 @@ def test_dagger_phase_changes_only_the_eql_actor_and_logs_its_own_returns(catch,
     both = run(
         tiny(catch, tmp_path, run_name="dagger", total_steps=4 * 64, freeze_cnn=True, dagger_share=0.5, eval_every=1.0)
     )
+    assert modes == ["train", "train", "imitate"]  # the PPO run's envs, then the DAgger run's two
     before, after = weights(first.checkpoint), weights(both.checkpoint)
     for name, tensor in before.items():  # the first two updates are the same in both runs
         same = torch.equal(after[name], tensor)
