@@ -3,7 +3,7 @@ summary of what it measured, printed and written to data/<Game>/cpu_results.json
 
     .venv/bin/python benchmarks/pong_cpu.py [--game Pong] [--every 250000] [--summary-only]
 
-Long (about an hour on 2 cores for Pong's 3.5M env steps); resumable like the pipeline itself:
+Long (about 70-90 minutes on 2 cores for Pong's 5M env steps); resumable like the pipeline itself:
 run it again after an interruption and the finished stages are skipped, the train resumes.
 --summary-only reads an existing run without running anything. The JSON holds the wall time of
 each stage, the training SPS, the training return and the EQL actor's evaluation return at

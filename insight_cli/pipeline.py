@@ -105,7 +105,7 @@ PRESETS = {
     "cpu": Preset(
         frames=10_000,
         epochs=40,
-        total_steps=3_500_000,
+        total_steps=5_000_000,
         num_steps=128,
         eval_episodes=4,
         eval_every=0.05,
@@ -139,7 +139,7 @@ class PipelineConfig:
     game: str = game_option()
     preset: str = option(
         "demo",
-        "Budgets: demo (minutes on a CPU), cpu (a real result on a 2-core CPU: 3.5M env steps, frozen fast perception, "
+        "Budgets: demo (minutes on a CPU), cpu (a real result on a 2-core CPU: 5M env steps, frozen fast perception, "
         "DAgger at the end), quick (an hour or so on a GPU), paper (the paper's settings: 10M env steps).",
         choices=tuple(PRESETS),
     )
