@@ -41,7 +41,7 @@ class EpisodeRules:
         if mode == "imitate":
             # train's DAgger phase: the EQL actor learns on the states it reaches under the sticky
             # actions it is judged by. PPO trains without them: with them its Pong return was
-            # -14.45 at 3M env steps instead of +2.9 (run 13, docs/design.md section 4).
+            # -14.45 at 3M env steps instead of +2.9 (run 13, docs/design.md section 9).
             return cls(episodic_life=True, clip_rewards=True, fire_reset=True, sticky_actions=STICKY_EVAL)
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
 
