@@ -77,10 +77,10 @@ def imitation_loss(
     """Neural guidance: the EQL actor learns to pick the neural actor's favourite action
     (continuous: to match its means). With `effects`, actions of the same effect count as one
     choice: the target is the effect the teacher gives most probability to, and the student
-    is rewarded for its probability of any action with that effect. Why: the neural actor
-    splits Pong's RIGHT and RIGHTFIRE (the same move) at random from state to state; learning
-    to reproduce that split cost the EQL actor its fit (measured on a +20 teacher, DAgger
-    after training, 4 rounds: -17.3 imitating action names, +14.5 imitating effects).
+    is rewarded for its probability of any action with that effect. Why: a teacher may split
+    actions that do the same at random from state to state (Pong's NOOP and FIRE), and
+    reproducing such a split costs the EQL actor its fit. (RIGHT and RIGHTFIRE were taken for
+    one effect too until they were found to differ where the paddle meets the ball: games.py.)
     `student`, `teacher`: (B, A) the EQL and the neural actor's logits (continuous: means)."""
     teacher, student = teacher.detach().float(), student.float()
     if continuous:
