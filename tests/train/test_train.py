@@ -390,5 +390,5 @@ def test_a_refining_update_zeroes_perception_weights_decayed_below_any_effect():
 def test_the_eql_actor_imitates_the_games_effects():
     from insight_cli.games import get_game
 
-    assert stage._ppo_settings(TrainConfig(game="Pong"), get_game("Pong")).effects == (0, 0, 2, 3, 2, 3)
+    assert stage._ppo_settings(TrainConfig(game="Pong"), get_game("Pong")).effects == (0, 0, 2, 3, 4, 5)
     assert stage._ppo_settings(TrainConfig(game="Catch"), get_game("Catch")).effects == (0, 1, 2)
