@@ -184,10 +184,17 @@ def test_the_eql_actors_imitation_does_not_change_the_neural_actors_update():
             assert torch.allclose(parameter, alone[name], atol=1e-6), name
 
 
-PONG_EFFECTS = (0, 0, 2, 3, 2, 3)  # NOOP FIRE RIGHT LEFT RIGHTFIRE LEFTFIRE
+ALIASED_EFFECTS = (
+    0,
+    0,
+    2,
+    3,
+    2,
+    3,
+)  # six actions, three of them aliases (as NOOP FIRE RIGHT LEFT RIGHTFIRE LEFTFIRE were taken to be)
 
 
-def _imitation(teacher: list[float], student: list[float], effects=PONG_EFFECTS) -> float:
+def _imitation(teacher: list[float], student: list[float], effects=ALIASED_EFFECTS) -> float:
     return float(imitation_loss(torch.tensor([student]).log(), torch.tensor([teacher]).log(), False, effects))
 
 
@@ -207,5 +214,5 @@ def test_the_eql_actor_imitates_the_teachers_effect_not_its_action_name():
 
 def test_the_choice_of_effect_sums_the_probabilities_of_actions_with_that_effect():
     logits = torch.tensor([[0.4, 0.0, 0.3, 0.0, 0.3, 0.0], [0.1, 0.1, 0.1, 0.5, 0.1, 0.1]]).clamp_min(1e-9).log()
-    assert effect_choices(logits, torch.tensor(PONG_EFFECTS)).tolist() == [2, 3]
+    assert effect_choices(logits, torch.tensor(ALIASED_EFFECTS)).tolist() == [2, 3]
     assert effect_choices(logits, torch.arange(6)).tolist() == [0, 3]
