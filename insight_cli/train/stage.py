@@ -371,7 +371,8 @@ def _train(config: TrainConfig, game, device: torch.device, ranks: distributed.R
                 # The DAgger phase plays with sticky actions, as evaluation does (mode "imitate"):
                 # new envs from a reset, and the returns from here on are the EQL actor's.
                 run.env.close()
-                run.env, sticky = make_vector_env(game, config.num_envs, seed=env_seed, mode="imitate"), True
+                run.env = make_vector_env(game, config.num_envs, seed=env_seed, mode="imitate")
+                sticky = True
                 run.cursor = EnvCursor.start(run.env, agent.config.state_size, device)
                 recent_returns.clear()
             actor = "eql" if imitating or not config.ng else "neural"

@@ -184,14 +184,8 @@ def test_the_eql_actors_imitation_does_not_change_the_neural_actors_update():
             assert torch.allclose(parameter, alone[name], atol=1e-6), name
 
 
-ALIASED_EFFECTS = (
-    0,
-    0,
-    2,
-    3,
-    2,
-    3,
-)  # six actions, three of them aliases (as NOOP FIRE RIGHT LEFT RIGHTFIRE LEFTFIRE were taken to be)
+# Six actions, three of them aliases (as Pong's NOOP FIRE RIGHT LEFT RIGHTFIRE LEFTFIRE were once taken to be).
+ALIASED_EFFECTS = (0, 0, 2, 3, 2, 3)
 
 
 def _imitation(teacher: list[float], student: list[float], effects=ALIASED_EFFECTS) -> float:
